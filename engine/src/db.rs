@@ -1,0 +1,441 @@
+//! `Db`: the handle a host program holds. Every method takes `&self`; share it with `Arc`.
+//!
+//! A write flows: validate → encode (no lock) → queue with a seq (`log::commit`) → the
+//! group leader appends the group to the active segment, makes it durable per
+//! `Durability`, inserts the versions in the index and advances `visible_seq` → the
+//! writers return. A read flows: `visible_seq` → index seek → segment table → `Record`.
+//!
+//! **API boundary:** everything `pub` here is re-exported by the `strata` crate.
+
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::batch::{self, PutFields, WriteOp};
+use crate::index::{Index, Version, VersionKind};
+use crate::io::fs::DirLock;
+use crate::iter::{Iter, KeyRange};
+use crate::log::commit::{CommitQueue, PendingCommit, Turn};
+use crate::log::record::RecordKind;
+use crate::log::writer::ActiveSegment;
+use crate::read::{ReadView, Snapshot};
+use crate::segments::{SegmentRef, SegmentTable};
+use crate::snapshots::{Pin, SnapshotRegistry};
+use crate::{Batch, Durability, Error, Hit, Options, Record, Result, Search, Stats, Tier, VerifyReport};
+
+/// How many times an unpinned `get` retries when pruning raced with it before it pins.
+const GET_RETRIES_UNPINNED: usize = 8;
+
+/// An open database. `Send + Sync`.
+pub struct Db {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// The engine state shared by the handle, its snapshots and its iterators.
+pub(crate) struct Shared {
+    pub(crate) dir: PathBuf,
+    pub(crate) options: Options,
+    /// 0 = the database stores no embeddings.
+    pub(crate) embedding_dim: usize,
+    pub(crate) read_only: bool,
+    pub(crate) index: Index,
+    pub(crate) segments: ArcSwap<SegmentTable>,
+    /// Newest seq whose commit is durable (per the durability mode) and in the index.
+    pub(crate) visible_seq: AtomicU64,
+    pub(crate) snapshots: Arc<SnapshotRegistry>,
+    pub(crate) queue: CommitQueue,
+    /// The active segment; `None` when read-only, closed, or after a failed write.
+    pub(crate) writer: Mutex<Option<ActiveSegment>>,
+    pub(crate) lock: Mutex<Option<DirLock>>,
+    /// Keys whose superseded versions a snapshot kept, with the release count at that time.
+    deferred_prune: Mutex<(u64, Vec<Box<[u8]>>)>,
+    pub(crate) logical_bytes_written: AtomicU64,
+    pub(crate) disk_bytes_written: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new(dir: PathBuf, options: Options, embedding_dim: usize, parts: SharedParts) -> Shared {
+        Shared {
+            dir,
+            read_only: options.read_only,
+            options,
+            embedding_dim,
+            index: parts.index,
+            segments: ArcSwap::from_pointee(parts.table),
+            visible_seq: AtomicU64::new(parts.last_seq),
+            snapshots: Arc::new(SnapshotRegistry::default()),
+            queue: CommitQueue::new(parts.last_seq),
+            writer: Mutex::new(parts.writer),
+            lock: Mutex::new(parts.lock),
+            deferred_prune: Mutex::new((0, Vec::new())),
+            logical_bytes_written: AtomicU64::new(0),
+            disk_bytes_written: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn writer(&self) -> MutexGuard<'_, Option<ActiveSegment>> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.options.clock.now_ms()
+    }
+
+    /// A pinned view of the current state, for snapshots and iterators.
+    pub(crate) fn pinned_view(&self) -> (Arc<Pin>, ReadView) {
+        let pin = Arc::new(Pin::new(&self.snapshots, &self.visible_seq));
+        let view = ReadView { seq: pin.seq, table: self.segments.load_full(), now_ms: self.now_ms() };
+        (pin, view)
+    }
+
+    // ---- the write path ---------------------------------------------------------------
+
+    fn commit(&self, ops: &[WriteOp<'_>]) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        if ops.len() > crate::limits::MAX_BATCH_OPS {
+            return Err(Error::invalid(
+                "batch",
+                format!("{} operations exceeds MAX_BATCH_OPS = {}", ops.len(), crate::limits::MAX_BATCH_OPS),
+            ));
+        }
+        for op in ops {
+            batch::validate(op, self.embedding_dim)?;
+        }
+        self.queue.check_open()?;
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let encoded = batch::encode(ops, self.embedding_dim, self.now_ms())?;
+        let seq = self.queue.submit(encoded)?;
+        loop {
+            match self.queue.wait_or_lead(seq) {
+                Turn::Finished(result) => return result,
+                Turn::Lead(group) => self.lead(group),
+            }
+        }
+    }
+
+    /// One leader turn: write, make durable, publish, then release the queue.
+    fn lead(&self, group: Vec<PendingCommit>) {
+        let (Some(first), Some(last)) = (group.first().map(|c| c.seq), group.last().map(|c| c.seq)) else {
+            self.queue.finish_group(0, 0, Ok(()));
+            return;
+        };
+        let outcome = self.write_group(&group).map_err(|e| e.to_string());
+        let published = outcome.is_ok();
+        self.queue.finish_group(last, first, outcome);
+        if published {
+            self.prune_after(&group);
+        }
+    }
+
+    fn write_group(&self, group: &[PendingCommit]) -> Result<()> {
+        let mut slot = self.writer();
+        let placed = match self.append_group(&mut slot, group) {
+            Ok(placed) => placed,
+            Err(e) => {
+                *slot = None; // poison: the file may hold a partial commit
+                return Err(e);
+            }
+        };
+        for (commit, (segment_id, base)) in group.iter().zip(placed) {
+            for view in &commit.views {
+                let version = Version {
+                    segment_id,
+                    offset: base + view.start() as u32,
+                    logical_bytes: view.logical_bytes() as u32,
+                    kind: if view.kind == RecordKind::Delete { VersionKind::Delete } else { VersionKind::Put },
+                    expires_at_ms: view.expires_at_ms,
+                };
+                self.index.insert(&commit.bytes.bytes()[view.key.clone()], commit.seq, version);
+            }
+        }
+        let last = group.last().map_or(0, |c| c.seq);
+        debug_assert!(last > self.visible_seq.load(Ordering::Relaxed));
+        self.visible_seq.store(last, Ordering::Release);
+        Ok(())
+    }
+
+    /// Appends the group (sealing and rolling segments as they fill) and runs the
+    /// durability step. Returns where each commit landed: (segment id, offset).
+    fn append_group(&self, slot: &mut Option<ActiveSegment>, group: &[PendingCommit]) -> Result<Vec<(u32, u32)>> {
+        let mut placed = Vec::with_capacity(group.len());
+        for commit in group {
+            let writer = slot.as_mut().ok_or_else(|| Error::Poisoned { cause: "the log writer was lost to an earlier failure".into() })?;
+            let base = writer.append_commit(commit.bytes.clone(), &commit.views)?;
+            placed.push((writer.segment_id, base));
+            self.logical_bytes_written.fetch_add(commit.logical_bytes, Ordering::Relaxed);
+            self.disk_bytes_written.fetch_add(commit.bytes.bytes().len() as u64, Ordering::Relaxed);
+            if writer.len() >= self.options.segment_bytes_max {
+                self.roll(slot)?;
+            }
+        }
+        let writer = slot.as_mut().ok_or_else(|| Error::Poisoned { cause: "the log writer was lost to an earlier failure".into() })?;
+        match self.options.durability {
+            Durability::Sync => writer.sync()?,
+            Durability::Flush => writer.flush()?,
+            Durability::None => {}
+        }
+        Ok(placed)
+    }
+
+    /// Seals the active segment (hot → warm) and starts the next one. On error the slot
+    /// is left empty (the handle is poisoned).
+    pub(crate) fn roll(&self, slot: &mut Option<ActiveSegment>) -> Result<()> {
+        let Some(writer) = slot.take() else { return Ok(()) };
+        let segment_id = writer.segment_id;
+        let before = writer.len();
+        let sealed = Arc::new(writer.seal()?);
+        self.disk_bytes_written.fetch_add(sealed.file_len() - before, Ordering::Relaxed);
+        let next_id = segment_id.checked_add(1).ok_or_else(|| Error::invalid("segment id", "segment ids exhausted"))?;
+        let next = ActiveSegment::create(&self.dir, next_id, self.embedding_dim)?;
+        let table = self.segments.load().with(segment_id, SegmentRef::Sealed(sealed)).with(next_id, SegmentRef::Hot(next.hot.clone()));
+        self.segments.store(Arc::new(table));
+        *slot = Some(next);
+        Ok(())
+    }
+
+    /// Drops the versions the group superseded that no reader can see any more.
+    fn prune_after(&self, group: &[PendingCommit]) {
+        let pins = self.snapshots.pins_with_visible(&self.visible_seq);
+        let mut deferred = Vec::new();
+        for commit in group {
+            for view in &commit.views {
+                let key = &commit.bytes.bytes()[view.key.clone()];
+                if self.index.prune(key, &pins) {
+                    deferred.push(Box::from(key));
+                }
+            }
+        }
+        let mut state = self.deferred_prune.lock().unwrap_or_else(|p| p.into_inner());
+        let releases = self.snapshots.releases();
+        if state.0 != releases && !state.1.is_empty() {
+            // A snapshot went away since these were deferred: try them again.
+            state.0 = releases;
+            let retry = std::mem::take(&mut state.1);
+            for key in retry {
+                if self.index.prune(&key, &pins) {
+                    state.1.push(key);
+                }
+            }
+        }
+        state.1.extend(deferred);
+    }
+
+    fn close(&self) -> Result<()> {
+        self.queue.close();
+        while let Some(group) = self.queue.lead_remaining() {
+            self.lead(group);
+        }
+        let mut result = Ok(());
+        {
+            let mut slot = self.writer();
+            if let Some(mut writer) = slot.take() {
+                result = writer.write_close_mark(self.visible_seq.load(Ordering::Acquire));
+            }
+        }
+        *self.lock.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        result
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        self.queue.check_open()
+    }
+}
+
+/// What `open` assembled for `Shared::new`.
+pub(crate) struct SharedParts {
+    pub(crate) index: Index,
+    pub(crate) table: SegmentTable,
+    pub(crate) last_seq: u64,
+    pub(crate) writer: Option<ActiveSegment>,
+    pub(crate) lock: Option<DirLock>,
+}
+
+impl Db {
+    /// Opens (creating if missing, unless read-only) the database in directory `path`.
+    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Db> {
+        crate::open::open(path.as_ref(), options)
+    }
+
+    // ---- writing ----------------------------------------------------------------------
+
+    /// Stores `content` (and `embedding`) under `key`, replacing any earlier version.
+    pub fn put(&self, key: &[u8], content: &[u8], embedding: Option<&[f32]>) -> Result<()> {
+        self.shared.commit(&[WriteOp { key, put: Some(PutFields { content, embedding, ttl: None }) }])
+    }
+
+    /// As `put`, and the record expires `ttl` from now.
+    pub fn put_with_ttl(&self, key: &[u8], content: &[u8], embedding: Option<&[f32]>, ttl: Duration) -> Result<()> {
+        self.shared.commit(&[WriteOp { key, put: Some(PutFields { content, embedding, ttl: Some(ttl) }) }])
+    }
+
+    /// Deletes `key`; deleting a missing key is `Ok`.
+    pub fn delete(&self, key: &[u8]) -> Result<()> {
+        self.shared.commit(&[WriteOp { key, put: None }])
+    }
+
+    /// Applies `batch` atomically: all or nothing, also across a crash.
+    pub fn write(&self, batch: Batch) -> Result<()> {
+        let ops: Vec<WriteOp<'_>> = batch.ops().collect();
+        self.shared.commit(&ops)
+    }
+
+    /// Makes everything written so far durable.
+    pub fn sync(&self) -> Result<()> {
+        if self.shared.read_only {
+            return Ok(());
+        }
+        self.shared.queue.check_open()?;
+        let mut slot = self.shared.writer();
+        let writer = slot.as_mut().ok_or_else(|| Error::Poisoned { cause: "the log writer was lost to an earlier failure".into() })?;
+        if let Err(e) = writer.sync() {
+            *slot = None;
+            drop(slot);
+            self.shared.queue.poison(e.to_string());
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment (hot → warm) and starts a new one. A no-op when the
+    /// active segment holds no records.
+    pub fn seal(&self) -> Result<()> {
+        self.shared.check_writable()?;
+        let mut slot = self.shared.writer();
+        if !slot.as_ref().is_some_and(ActiveSegment::has_records) {
+            return Ok(());
+        }
+        if let Err(e) = self.shared.roll(&mut slot) {
+            drop(slot);
+            self.shared.queue.poison(e.to_string());
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Flushes, fsyncs, writes the clean-close mark and releases the write lock. Later
+    /// writes return `Error::Closed`; reads keep working. `Drop` does the same best-effort.
+    pub fn close(&self) -> Result<()> {
+        self.shared.close()
+    }
+
+    // ---- reading ----------------------------------------------------------------------
+
+    /// The live record stored under `key`, if any.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Record>> {
+        let shared = &*self.shared;
+        let mut seq = shared.visible_seq.load(Ordering::Acquire);
+        for _ in 0..GET_RETRIES_UNPINNED {
+            if let Some((found_seq, version)) = shared.index.newest_at(key, seq) {
+                let view = ReadView { seq, table: shared.segments.load_full(), now_ms: shared.now_ms() };
+                return view.resolve_live(shared, key, found_seq, &version);
+            }
+            if !shared.index.contains_key(key) {
+                return Ok(None);
+            }
+            // Only newer versions exist: either the key is new since `seq`, or pruning
+            // removed the version `seq` saw because the visible seq moved on. Re-read it.
+            let now = shared.visible_seq.load(Ordering::Acquire);
+            if now == seq {
+                return Ok(None);
+            }
+            seq = now;
+        }
+        let (_pin, view) = shared.pinned_view();
+        view.get(shared, key)
+    }
+
+    /// All live records, ascending by key (`.rev()` for descending).
+    pub fn iter(&self) -> Iter {
+        self.range(..)
+    }
+
+    /// Live records with keys in `range`, e.g. `db.range(&b"a"[..]..&b"m"[..])`.
+    pub fn range<'k>(&self, range: impl RangeBounds<&'k [u8]>) -> Iter {
+        let (pin, view) = self.shared.pinned_view();
+        Iter::new(self.shared.clone(), pin, view, KeyRange::from_bounds(range), None)
+    }
+
+    /// Live records whose key starts with `prefix`.
+    pub fn prefix(&self, prefix: &[u8]) -> Iter {
+        let (pin, view) = self.shared.pinned_view();
+        Iter::new(self.shared.clone(), pin, view, KeyRange::prefix(prefix), None)
+    }
+
+    /// Live records whose newest version is stored in `tier`.
+    pub fn iter_tier(&self, tier: Tier) -> Iter {
+        let (pin, view) = self.shared.pinned_view();
+        Iter::new(self.shared.clone(), pin, view, KeyRange { lower: Bound::Unbounded, upper: Bound::Unbounded }, Some(tier))
+    }
+
+    /// A consistent, frozen view of the database as of now.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::new(self.shared.clone())
+    }
+
+    // ---- vector search (the vector-search issue) ----------------------------------------
+
+    pub fn nearest(&self, _query: &[f32], _k: usize) -> Result<Vec<Hit>> {
+        Err(Error::Unsupported { operation: "nearest" })
+    }
+
+    pub fn search(&self, _search: &Search<'_>) -> Result<Vec<Hit>> {
+        Err(Error::Unsupported { operation: "search" })
+    }
+
+    pub fn search_batch(&self, _searches: &[Search<'_>]) -> Result<Vec<Vec<Hit>>> {
+        Err(Error::Unsupported { operation: "search_batch" })
+    }
+
+    // ---- maintenance ------------------------------------------------------------------
+
+    /// Moves warm data to the cold tier (the cold-tier issue).
+    pub fn compact(&self) -> Result<()> {
+        self.shared.check_writable()?;
+        Err(Error::Unsupported { operation: "compact" })
+    }
+
+    /// Counters: live records and bytes, disk bytes, amplification, per-tier figures.
+    pub fn stats(&self) -> Stats {
+        crate::stats::collect(&self.shared)
+    }
+
+    /// Re-reads every file and checks every checksum.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        crate::verify::verify(&self.shared)
+    }
+
+    /// Writes a consistent copy of the database to `dest` (which must not exist).
+    pub fn checkpoint(&self, dest: &Path) -> Result<()> {
+        crate::checkpoint::checkpoint(&self.shared, dest)
+    }
+
+    /// The directory of this database.
+    pub fn path(&self) -> &Path {
+        &self.shared.dir
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if !self.shared.read_only {
+            let _ = self.shared.close();
+        }
+    }
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("dir", &self.shared.dir).field("options", &self.shared.options).finish_non_exhaustive()
+    }
+}

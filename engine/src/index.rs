@@ -1,0 +1,383 @@
+//! The in-memory index of the hot and warm tiers, a.k.a. the keydir: a lock-free ordered
+//! map from (key, seq) to where that version of the record lives.
+//!
+//! Every version is its own entry, ordered by key ascending then seq descending, so a
+//! reader at snapshot seq `S` finds its version with one seek to `(key, S)`. Entries are
+//! never replaced in place (crossbeam's replace unlinks the old node before linking the
+//! new one, which a concurrent reader could observe as a missing key); superseded versions
+//! are removed by [`Index::prune`] once no pinned snapshot can see them.
+//!
+//! **Invariant:** for every key, the newest version is never removed by pruning.
+
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+use std::ops::Bound;
+
+use crossbeam_skiplist::SkipMap;
+
+/// Whether a version stores data or deletes the key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum VersionKind {
+    Put,
+    Delete,
+}
+
+/// Where one version of a record lives, and what the index needs to know without reading it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Version {
+    pub(crate) segment_id: u32,
+    /// Byte offset of the record in its segment.
+    pub(crate) offset: u32,
+    /// key + content + embedding bytes (for stats).
+    pub(crate) logical_bytes: u32,
+    pub(crate) kind: VersionKind,
+    /// Milliseconds since the Unix epoch; 0 = never expires.
+    pub(crate) expires_at_ms: u64,
+}
+
+impl Version {
+    /// Is this version a live record at wall time `now_ms`?
+    pub(crate) fn is_live(&self, now_ms: u64) -> bool {
+        self.kind == VersionKind::Put && (self.expires_at_ms == 0 || self.expires_at_ms > now_ms)
+    }
+}
+
+/// The owned key of an index entry.
+pub(crate) struct IndexKey {
+    user_key: Box<[u8]>,
+    seq: u64,
+}
+
+impl IndexKey {
+    pub(crate) fn user_key(&self) -> &[u8] {
+        &self.user_key
+    }
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+/// Anything that can be compared as an index key; lets lookups probe with a borrowed
+/// `(&[u8], seq)` instead of allocating an `IndexKey`.
+pub(crate) trait KeyProbe {
+    fn probe_key(&self) -> &[u8];
+    fn probe_seq(&self) -> u64;
+}
+
+impl KeyProbe for IndexKey {
+    fn probe_key(&self) -> &[u8] {
+        &self.user_key
+    }
+    fn probe_seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+/// A borrowed probe: `(key, seq)`.
+pub(crate) struct Probe<'k>(pub(crate) &'k [u8], pub(crate) u64);
+
+impl KeyProbe for Probe<'_> {
+    fn probe_key(&self) -> &[u8] {
+        self.0
+    }
+    fn probe_seq(&self) -> u64 {
+        self.1
+    }
+}
+
+fn compare(a: &dyn KeyProbe, b: &dyn KeyProbe) -> Ordering {
+    a.probe_key().cmp(b.probe_key()).then_with(|| b.probe_seq().cmp(&a.probe_seq()))
+}
+
+impl PartialEq for dyn KeyProbe + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        compare(self, other) == Ordering::Equal
+    }
+}
+impl Eq for dyn KeyProbe + '_ {}
+impl PartialOrd for dyn KeyProbe + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for dyn KeyProbe + '_ {
+    fn cmp(&self, other: &Self) -> Ordering {
+        compare(self, other)
+    }
+}
+
+impl PartialEq for IndexKey {
+    fn eq(&self, other: &Self) -> bool {
+        compare(self, other) == Ordering::Equal
+    }
+}
+impl Eq for IndexKey {}
+impl PartialOrd for IndexKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for IndexKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        compare(self, other)
+    }
+}
+
+impl<'a> Borrow<dyn KeyProbe + 'a> for IndexKey {
+    fn borrow(&self) -> &(dyn KeyProbe + 'a) {
+        self
+    }
+}
+
+/// One index entry as seen by a scan: the version chosen for a key at a snapshot.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ScanItem {
+    pub(crate) seq: u64,
+    pub(crate) version: Version,
+}
+
+/// Which way a scan walks the keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Forward,
+    Backward,
+}
+
+/// The hot+warm index.
+#[derive(Default)]
+pub(crate) struct Index {
+    map: SkipMap<IndexKey, Version>,
+}
+
+/// Turns a bound on user keys into a bound on index entries covering every version.
+fn lower_probe(bound: Bound<&[u8]>) -> Bound<Probe<'_>> {
+    match bound {
+        Bound::Included(k) => Bound::Included(Probe(k, u64::MAX)),
+        Bound::Excluded(k) => Bound::Excluded(Probe(k, 0)),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+fn upper_probe(bound: Bound<&[u8]>) -> Bound<Probe<'_>> {
+    match bound {
+        Bound::Included(k) => Bound::Included(Probe(k, 0)),
+        Bound::Excluded(k) => Bound::Excluded(Probe(k, u64::MAX)),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+fn as_dyn<'p, 'k>(bound: &'p Bound<Probe<'k>>) -> Bound<&'p (dyn KeyProbe + 'k)> {
+    match bound {
+        Bound::Included(p) => Bound::Included(p as &dyn KeyProbe),
+        Bound::Excluded(p) => Bound::Excluded(p as &dyn KeyProbe),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+impl Index {
+    pub(crate) fn insert(&self, key: &[u8], seq: u64, version: Version) {
+        self.map.insert(IndexKey { user_key: key.into(), seq }, version);
+    }
+
+    /// Number of entries (versions), for stats and tests.
+    pub(crate) fn entries_count(&self) -> usize {
+        self.map.len()
+    }
+
+    /// The newest version of `key` with seq <= `at_seq`.
+    pub(crate) fn newest_at(&self, key: &[u8], at_seq: u64) -> Option<(u64, Version)> {
+        let probe = Probe(key, at_seq);
+        let entry = self.map.lower_bound(Bound::Included(&probe as &dyn KeyProbe))?;
+        (entry.key().user_key() == key).then(|| (entry.key().seq(), *entry.value()))
+    }
+
+    /// Does `key` have any version at all (of any seq)?
+    pub(crate) fn contains_key(&self, key: &[u8]) -> bool {
+        self.newest_at(key, u64::MAX).is_some()
+    }
+
+    /// Removes the versions of `key` that no reader can see. `pins` are the seqs readers
+    /// may read at (every registered snapshot, and the current visible seq), ascending.
+    /// A version is kept if it is the newest, or if some pin falls in
+    /// `[its seq, next newer version's seq)`. Returns whether a superseded version was kept
+    /// for a pin other than the newest one (the caller retries those keys later).
+    pub(crate) fn prune(&self, key: &[u8], pins: &[u64]) -> bool {
+        debug_assert!(pins.windows(2).all(|w| w[0] <= w[1]), "pins are sorted");
+        let lower = Probe(key, u64::MAX);
+        let upper = Probe(key, 0);
+        let mut newer_seq: Option<u64> = None;
+        let mut kept_for_snapshot = false;
+        for entry in self.map.range::<dyn KeyProbe, _>((Bound::Included(&lower as &dyn KeyProbe), Bound::Included(&upper as &dyn KeyProbe)))
+        {
+            let seq = entry.key().seq();
+            if let Some(newer) = newer_seq {
+                // A pin p with seq <= p < newer reads this version.
+                let first_pin_at_or_above = pins.partition_point(|&p| p < seq);
+                let needed = pins.get(first_pin_at_or_above).is_some_and(|&p| p < newer);
+                if needed {
+                    kept_for_snapshot |= first_pin_at_or_above + 1 < pins.len();
+                } else {
+                    entry.remove();
+                }
+            }
+            newer_seq = Some(seq);
+        }
+        kept_for_snapshot
+    }
+
+    /// Collects up to `limit` keys' versions as of `at_seq` between `lower` and `upper`
+    /// (bounds on user keys), walking in `direction`. Deleted keys are skipped unless
+    /// `with_deletes`. Returns the items and the user key where the walk stopped (the last
+    /// key looked at) when it stopped because of `limit`, `None` when the range is done.
+    pub(crate) fn scan(
+        &self,
+        lower: Bound<&[u8]>,
+        upper: Bound<&[u8]>,
+        at_seq: u64,
+        direction: Direction,
+        limit: usize,
+        out: &mut Vec<ScanItem>,
+    ) -> Option<Vec<u8>> {
+        debug_assert!(limit > 0);
+        let (lo, hi) = (lower_probe(lower), upper_probe(upper));
+        let range = self.map.range::<dyn KeyProbe, _>((as_dyn(&lo), as_dyn(&hi)));
+        let mut keys_seen = 0usize;
+        match direction {
+            Direction::Forward => {
+                let mut current: Option<crossbeam_skiplist::map::Entry<'_, IndexKey, Version>> = None;
+                for entry in range {
+                    if current.as_ref().is_some_and(|c| c.key().user_key() == entry.key().user_key()) {
+                        continue; // an older version of a key already decided
+                    }
+                    if entry.key().seq() > at_seq {
+                        continue; // too new for this snapshot; an older version may follow
+                    }
+                    if keys_seen == limit {
+                        return current.map(|c| c.key().user_key().to_vec());
+                    }
+                    keys_seen += 1;
+                    out.push(ScanItem { seq: entry.key().seq(), version: *entry.value() });
+                    current = Some(entry);
+                }
+                None
+            }
+            Direction::Backward => {
+                // Versions of one key arrive oldest first; the last one <= at_seq wins.
+                let mut group: Option<crossbeam_skiplist::map::Entry<'_, IndexKey, Version>> = None;
+                let mut candidate: Option<ScanItem> = None;
+                for entry in range.rev() {
+                    let same = group.as_ref().is_some_and(|g| g.key().user_key() == entry.key().user_key());
+                    if !same {
+                        if let Some(item) = candidate.take() {
+                            out.push(item);
+                            keys_seen += 1;
+                        }
+                        if keys_seen == limit {
+                            return group.map(|g| g.key().user_key().to_vec());
+                        }
+                        group = Some(entry.clone());
+                    }
+                    if entry.key().seq() <= at_seq {
+                        candidate = Some(ScanItem { seq: entry.key().seq(), version: *entry.value() });
+                    }
+                }
+                if let Some(item) = candidate {
+                    out.push(item);
+                }
+                None
+            }
+        }
+    }
+
+    /// Calls `f` with the newest version <= `at_seq` of every key, ascending.
+    pub(crate) fn for_each_at(&self, at_seq: u64, mut f: impl FnMut(&[u8], u64, &Version)) {
+        let mut last: Option<crossbeam_skiplist::map::Entry<'_, IndexKey, Version>> = None;
+        for entry in self.map.iter() {
+            if last.as_ref().is_some_and(|l| l.key().user_key() == entry.key().user_key()) || entry.key().seq() > at_seq {
+                continue;
+            }
+            f(entry.key().user_key(), entry.key().seq(), entry.value());
+            last = Some(entry);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(offset: u32, kind: VersionKind) -> Version {
+        Version { segment_id: 1, offset, logical_bytes: 1, kind, expires_at_ms: 0 }
+    }
+
+    #[test]
+    fn newest_at_picks_the_snapshot_version() {
+        let index = Index::default();
+        index.insert(b"a", 1, version(10, VersionKind::Put));
+        index.insert(b"a", 5, version(20, VersionKind::Delete));
+        index.insert(b"a\0", 3, version(30, VersionKind::Put));
+        assert_eq!(index.newest_at(b"a", 0), None);
+        assert_eq!(index.newest_at(b"a", 4).unwrap().1.offset, 10);
+        assert_eq!(index.newest_at(b"a", 5).unwrap().1.offset, 20);
+        assert_eq!(index.newest_at(b"a\0", 9).unwrap().1.offset, 30);
+        assert_eq!(index.newest_at(b"", 9), None);
+    }
+
+    #[test]
+    fn prune_keeps_exactly_what_pins_can_see() {
+        let index = Index::default();
+        for (seq, offset) in [(1, 1), (4, 4), (7, 7), (9, 9)] {
+            index.insert(b"k", seq, version(offset, VersionKind::Put));
+        }
+        // Pins at 5 (sees seq 4) and 9 (sees seq 9): seqs 1 and 7 go.
+        index.prune(b"k", &[5, 9]);
+        let seqs: Vec<u64> = (0..=10).filter_map(|s| index.newest_at(b"k", s).map(|(q, _)| q)).collect();
+        assert_eq!(seqs, vec![4, 4, 4, 4, 4, 9, 9], "reads at 4..=8 see seq 4, at 9..=10 seq 9, below 4 nothing");
+        assert_eq!(index.entries_count(), 2);
+        index.prune(b"k", &[20]);
+        assert_eq!(index.entries_count(), 1, "the newest version always stays");
+    }
+
+    #[test]
+    fn scans_agree_in_both_directions_with_limits() {
+        let index = Index::default();
+        for (i, key) in [&b"a"[..], b"b", b"c", b"d", b"e"].iter().enumerate() {
+            index.insert(key, 1 + i as u64, version(i as u32, VersionKind::Put));
+            index.insert(key, 10 + i as u64, version(100 + i as u32, VersionKind::Put));
+        }
+        for at in [0u64, 3, 12, 99] {
+            let mut forward = Vec::new();
+            let mut from: Option<Vec<u8>> = None;
+            loop {
+                let lower = from.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+                match index.scan(lower, Bound::Unbounded, at, Direction::Forward, 2, &mut forward) {
+                    Some(k) => from = Some(k),
+                    None => break,
+                }
+            }
+            let mut backward = Vec::new();
+            let mut to: Option<Vec<u8>> = None;
+            loop {
+                let upper = to.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+                match index.scan(Bound::Unbounded, upper, at, Direction::Backward, 2, &mut backward) {
+                    Some(k) => to = Some(k),
+                    None => break,
+                }
+            }
+            backward.reverse();
+            let f: Vec<(u64, u32)> = forward.iter().map(|i| (i.seq, i.version.offset)).collect();
+            let b: Vec<(u64, u32)> = backward.iter().map(|i| (i.seq, i.version.offset)).collect();
+            assert_eq!(f, b, "at {at}");
+            let expected: Vec<(u64, u32)> = (0..5u64)
+                .filter_map(|i| {
+                    if 10 + i <= at {
+                        Some((10 + i, 100 + i as u32))
+                    } else if i < at {
+                        Some((1 + i, i as u32))
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            assert_eq!(f, expected, "at {at}");
+        }
+    }
+}

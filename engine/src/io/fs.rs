@@ -1,0 +1,104 @@
+//! File-system helpers: durable creation, directory fsync, the writer lock, file names.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Result};
+
+/// Name of the lock file a writer holds an exclusive `flock` on.
+pub(crate) const LOCK_FILE_NAME: &str = "LOCK";
+/// Extension of log segment files: `{id:016x}.log`.
+pub(crate) const LOG_EXTENSION: &str = "log";
+
+pub(crate) fn segment_file_name(segment_id: u32) -> String {
+    format!("{segment_id:016x}.{LOG_EXTENSION}")
+}
+
+/// Parses `{id:016x}.log`; any other name is not a segment.
+pub(crate) fn parse_segment_file_name(name: &str) -> Option<u32> {
+    let stem = name.strip_suffix(".log")?;
+    if stem.len() != 16 || !stem.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+        return None;
+    }
+    u64::from_str_radix(stem, 16).ok().and_then(|id| u32::try_from(id).ok())
+}
+
+/// fsync of a directory, so that creations, renames and deletions in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    let handle = File::open(dir).map_err(|e| Error::io_at(dir, "open directory", e))?;
+    handle.sync_all().map_err(|e| Error::io_at(dir, "fsync directory", e))
+}
+
+/// fdatasync of a file: its data and the metadata needed to read it back (the size).
+pub(crate) fn sync_data(file: &File, path: &Path) -> Result<()> {
+    file.sync_data().map_err(|e| Error::io_at(path, "fdatasync", e))
+}
+
+pub(crate) fn open_read(path: &Path) -> Result<File> {
+    File::open(path).map_err(|e| Error::io_at(path, "open", e))
+}
+
+/// Creates a new file (failing if it exists), for appending.
+pub(crate) fn create_new(path: &Path) -> Result<File> {
+    OpenOptions::new().read(true).write(true).create_new(true).open(path).map_err(|e| Error::io_at(path, "create", e))
+}
+
+/// Opens an existing file for appending (the active segment only).
+pub(crate) fn open_append(path: &Path) -> Result<File> {
+    OpenOptions::new().read(true).write(true).open(path).map_err(|e| Error::io_at(path, "open for writing", e))
+}
+
+/// The writer lock: an exclusive advisory lock on `dir/LOCK`, held for the handle's life.
+/// `flock` locks belong to the open file description, so a second open in the same process
+/// is refused just like one from another process.
+pub(crate) struct DirLock {
+    _file: File,
+}
+
+impl DirLock {
+    pub(crate) fn acquire(dir: &Path) -> Result<DirLock> {
+        let path = dir.join(LOCK_FILE_NAME);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io_at(&path, "open", e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(DirLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked { path: dir.to_path_buf() }),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io_at(&path, "lock", e)),
+        }
+    }
+}
+
+/// Lists the segment ids present in `dir`, ascending.
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u32, PathBuf)>> {
+    let mut segments = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io_at(dir, "list", e))? {
+        let entry = entry.map_err(|e| Error::io_at(dir, "list", e))?;
+        let name = entry.file_name();
+        if let Some(id) = name.to_str().and_then(parse_segment_file_name) {
+            segments.push((id, entry.path()));
+        }
+    }
+    segments.sort_unstable_by_key(|(id, _)| *id);
+    Ok(segments)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_round_trip_and_reject_others() {
+        for id in [0, 1, 0xabc, u32::MAX] {
+            assert_eq!(parse_segment_file_name(&segment_file_name(id)), Some(id));
+        }
+        for bad in ["1.log", "000000000000000A.log", "0000000000000001.lo", "00000001000000000.log", "x.log"] {
+            assert_eq!(parse_segment_file_name(bad), None, "{bad}");
+        }
+        assert_eq!(parse_segment_file_name("0000000100000000.log"), None, "beyond u32");
+    }
+}

@@ -1,0 +1,41 @@
+//! strata-engine: the storage engine behind the `strata` crate — log segments (hot and
+//! warm tiers), the in-memory index, group commit, recovery, snapshots.
+//! `ARCHITECTURE.md` at the repository root maps this crate.
+#![deny(unsafe_code)]
+
+mod batch;
+mod checkpoint;
+mod db;
+mod error;
+mod format;
+mod index;
+mod io;
+mod iter;
+pub mod limits;
+mod log;
+mod meta;
+mod open;
+mod options;
+mod read;
+mod record;
+mod search;
+mod segments;
+mod snapshots;
+mod stats;
+mod verify;
+
+pub use batch::Batch;
+pub use db::Db;
+pub use error::{Error, Result};
+pub use format::{FORMAT_VERSION_LATEST, FORMAT_VERSION_READ_MIN};
+pub use iter::Iter;
+pub use options::{Durability, Metric, Options};
+pub use read::Snapshot;
+pub use record::Record;
+pub use search::{Hit, Search};
+pub use stats::{RepairReport, Stats, Tier, TierStats, VerifyReport};
+
+/// Offline repair: salvage every intact record (the cold-tier issue builds it).
+pub fn repair(_path: &std::path::Path) -> Result<RepairReport> {
+    Err(Error::Unsupported { operation: "repair" })
+}

@@ -1,0 +1,34 @@
+//! Every bound strata enforces, in one place. Each is checked at the API boundary with an
+//! `Err(InvalidArgument)` and documented in `format-spec/limits.md`.
+
+/// Longest key, in bytes. Keys are never empty.
+pub const MAX_KEY_LEN: usize = 16 * 1024;
+/// Longest content, in bytes. Empty content is valid.
+pub const MAX_CONTENT_LEN: usize = 16 * 1024 * 1024;
+/// Largest embedding dimension (number of f32 values per vector).
+pub const MAX_EMBEDDING_DIM: usize = 65_536;
+/// Most operations in one `Batch`.
+pub const MAX_BATCH_OPS: usize = 1_000_000;
+/// Most encoded bytes in one commit (a single put or a whole batch).
+pub const MAX_COMMIT_BYTES: usize = 512 * 1024 * 1024;
+/// Default size at which the active log segment is sealed.
+pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+/// Smallest allowed `Options::segment_bytes_max`.
+pub const SEGMENT_BYTES_MIN: u64 = 4 * 1024;
+/// Largest allowed `Options::segment_bytes_max`.
+pub const SEGMENT_BYTES_MAX: u64 = 1024 * 1024 * 1024;
+/// Largest segment file a reader accepts: a segment is sealed once it passes
+/// `SEGMENT_BYTES_MAX`, so it can hold at most one more commit, plus its hint block and
+/// trailer. Record offsets inside a segment therefore fit in a `u32`.
+pub const SEGMENT_FILE_BYTES_MAX: u64 = SEGMENT_BYTES_MAX + MAX_COMMIT_BYTES as u64 * 3;
+/// Largest segment id; ids are written as 16 hex digits in file names.
+pub const SEGMENT_ID_MAX: u64 = u32::MAX as u64;
+
+/// Logical bytes of one record: key + content + embedding bytes.
+pub const MAX_RECORD_LOGICAL_BYTES: usize = MAX_KEY_LEN + MAX_CONTENT_LEN + MAX_EMBEDDING_DIM * 4;
+
+const _: () = assert!(MAX_KEY_LEN <= u16::MAX as usize + 1 || MAX_KEY_LEN <= u32::MAX as usize);
+const _: () = assert!(MAX_RECORD_LOGICAL_BYTES < MAX_COMMIT_BYTES);
+const _: () = assert!(SEGMENT_FILE_BYTES_MAX <= u32::MAX as u64);
+const _: () = assert!(SEGMENT_BYTES_MIN <= SEGMENT_BYTES_DEFAULT && SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_MAX);
+const _: () = assert!(MAX_EMBEDDING_DIM <= u32::MAX as usize / 4);

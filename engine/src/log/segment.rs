@@ -1,0 +1,75 @@
+//! A sealed log segment (the warm tier): a read-only map of a file that is never written
+//! again, with the hint block that lets open rebuild the index without reading records.
+
+use std::path::{Path, PathBuf};
+
+use super::header::{SegmentHeader, SEGMENT_HEADER_LEN};
+use super::record::{self, RecordView};
+use super::trailer::{HintEntry, Trailer};
+use crate::io::fs;
+use crate::io::maps::ReadOnlyMap;
+use crate::{Error, Result};
+
+/// A sealed segment, a.k.a. a warm segment or a sealed log file.
+pub(crate) struct SealedSegment {
+    pub(crate) path: PathBuf,
+    pub(crate) segment_id: u32,
+    pub(crate) embedding_dim: usize,
+    pub(crate) trailer: Trailer,
+    map: ReadOnlyMap,
+}
+
+impl SealedSegment {
+    /// Maps and validates the header and trailer of a sealed segment.
+    pub(crate) fn open(path: &Path, segment_id: u32, embedding_dim: usize) -> Result<SealedSegment> {
+        let file = fs::open_read(path)?;
+        let map = ReadOnlyMap::map_sealed(&file, path)?;
+        let bytes = map.bytes();
+        if bytes.len() as u64 > crate::limits::SEGMENT_FILE_BYTES_MAX {
+            return Err(Error::corruption(path, 0, "segment file larger than SEGMENT_FILE_BYTES_MAX"));
+        }
+        let header = SegmentHeader::decode(bytes, path)?;
+        if header.segment_id != segment_id {
+            return Err(Error::corruption(
+                path,
+                0,
+                format!("header says segment {} but the file name says {segment_id}", header.segment_id),
+            ));
+        }
+        if header.embedding_dim as usize != embedding_dim {
+            return Err(Error::corruption(
+                path,
+                0,
+                format!("segment embedding dimension {} differs from the database's {embedding_dim}", header.embedding_dim),
+            ));
+        }
+        let trailer = Trailer::decode(bytes, path)?;
+        Ok(SealedSegment { path: path.to_path_buf(), segment_id, embedding_dim, trailer, map })
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        self.map.bytes()
+    }
+
+    pub(crate) fn file_len(&self) -> u64 {
+        self.map.bytes().len() as u64
+    }
+
+    pub(crate) fn hint_entries(&self) -> Result<Vec<HintEntry<'_>>> {
+        self.trailer.hint_entries(self.bytes(), &self.path)
+    }
+
+    /// Reads and checksum-verifies the record at `offset`.
+    pub(crate) fn record(&self, offset: u32) -> Result<RecordView> {
+        let records = &self.bytes()[..self.trailer.records_end as usize];
+        if (offset as usize) < SEGMENT_HEADER_LEN {
+            return Err(Error::corruption(&self.path, offset as u64, "record offset inside the segment header"));
+        }
+        record::parse(records, offset as usize, self.embedding_dim)
+            .map_err(|e| Error::corruption(&self.path, offset as u64, e.detail().to_string()))
+    }
+
+    pub(crate) fn advise_sequential(&self) {
+        self.map.advise_sequential();
+    }
+}

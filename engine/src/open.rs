@@ -1,0 +1,195 @@
+//! Opening a database: lock, `META`, the sealed segments' hints, recovery of the active
+//! segment, and the index rebuilt newest-first.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::db::{Db, Shared, SharedParts};
+use crate::index::{Index, Version, VersionKind};
+use crate::io::aligned::{AlignedBytes, AlignedVec};
+use crate::io::fs::{self, DirLock};
+use crate::log::header::{SegmentHeader, SEGMENT_HEADER_LEN};
+use crate::log::hot::HotSegment;
+use crate::log::record::RecordKind;
+use crate::log::recovery::{self, ScannedSegment};
+use crate::log::segment::SealedSegment;
+use crate::log::trailer::{Trailer, TRAILER_LEN};
+use crate::log::writer::{ActiveSegment, ResumedSegment};
+use crate::meta::Meta;
+use crate::segments::{SegmentRef, SegmentTable};
+use crate::{Error, Options, Result};
+
+pub(crate) fn open(dir: &Path, options: Options) -> Result<Db> {
+    options.validate()?;
+    if options.read_only {
+        if !dir.join(crate::meta::META_FILE_NAME).exists() {
+            return Err(Error::io_at(dir, "open read-only", std::io::Error::from(std::io::ErrorKind::NotFound)));
+        }
+    } else if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io_at(dir, "create directory", e))?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::sync_dir(parent)?;
+        }
+    }
+    let lock = if options.read_only { None } else { Some(DirLock::acquire(dir)?) };
+    let segment_files = fs::list_segments(dir)?;
+    let meta = read_or_create_meta(dir, &options, segment_files.is_empty())?;
+    let embedding_dim = meta.embedding_dim as usize;
+    if let Some(wanted) = options.embedding_dim.filter(|&d| d != embedding_dim) {
+        return Err(Error::invalid(
+            "embedding_dim",
+            format!("the database at {} has dimension {embedding_dim}, not {wanted}", dir.display()),
+        ));
+    }
+
+    let mut sealed: Vec<Arc<SealedSegment>> = Vec::new();
+    let mut active: Option<(u32, AlignedBytes, ScannedSegment)> = None;
+    let mut torn_creation: Option<(u32, &Path)> = None;
+    let count = segment_files.len();
+    for (i, (segment_id, path)) in segment_files.iter().enumerate() {
+        let is_last = i + 1 == count;
+        if is_last && !ends_with_trailer(path)? {
+            let floor = sealed.last().map_or(0, |s| s.trailer.seq_max);
+            match load_active(path, *segment_id, embedding_dim, floor)? {
+                Some((bytes, scan)) => active = Some((*segment_id, bytes, scan)),
+                None => torn_creation = Some((*segment_id, path)),
+            }
+            break;
+        }
+        let segment = SealedSegment::open(path, *segment_id, embedding_dim)?;
+        if let Some(previous) = sealed.last() {
+            if segment.trailer.records_count > 0 && segment.trailer.seq_max <= previous.trailer.seq_max {
+                return Err(Error::corruption(path, 0, "segment's newest seq is not newer than the previous segment's"));
+            }
+        }
+        sealed.push(Arc::new(segment));
+    }
+
+    let index = Index::default();
+    let mut last_seq = sealed.iter().map(|s| s.trailer.seq_max).max().unwrap_or(0);
+    if let Some((segment_id, bytes, scan)) = &active {
+        last_seq = last_seq.max(scan.last_seq);
+        for view in scan.records.iter().rev() {
+            let key = &bytes.bytes()[view.key.clone()];
+            if !index.contains_key(key) {
+                let kind = if view.kind == RecordKind::Delete { VersionKind::Delete } else { VersionKind::Put };
+                let version = Version {
+                    segment_id: *segment_id,
+                    offset: view.start() as u32,
+                    logical_bytes: view.logical_bytes() as u32,
+                    kind,
+                    expires_at_ms: view.expires_at_ms,
+                };
+                index.insert(key, view.seq, version);
+            }
+        }
+    }
+    for segment in sealed.iter().rev() {
+        let entries = segment.hint_entries()?;
+        for entry in entries.iter().rev() {
+            if !index.contains_key(entry.key) {
+                let kind = if entry.kind == RecordKind::Delete { VersionKind::Delete } else { VersionKind::Put };
+                let version = Version {
+                    segment_id: segment.segment_id,
+                    offset: entry.offset,
+                    logical_bytes: entry.logical_bytes(embedding_dim) as u32,
+                    kind,
+                    expires_at_ms: entry.expires_at_ms,
+                };
+                index.insert(entry.key, entry.seq, version);
+            }
+        }
+    }
+
+    let mut table = SegmentTable::default();
+    for segment in &sealed {
+        table.segments.insert(segment.segment_id, SegmentRef::Sealed(segment.clone()));
+    }
+    let mut next_id = segment_files.last().map_or(1, |(id, _)| id + 1);
+    if let (Some((segment_id, path)), false) = (torn_creation, options.read_only) {
+        std::fs::remove_file(path).map_err(|e| Error::io_at(path, "remove torn segment", e))?;
+        fs::sync_dir(dir)?;
+        next_id = segment_id;
+    }
+    let writer = match (options.read_only, active) {
+        (true, None) => None,
+        (true, Some((segment_id, bytes, scan))) => {
+            let hot = HotSegment::new(embedding_dim);
+            hot.add(0, Arc::new(truncated(bytes, scan.valid_len)));
+            table.segments.insert(segment_id, SegmentRef::Hot(Arc::new(hot)));
+            None
+        }
+        (false, Some((segment_id, bytes, scan))) => {
+            let resumed = ResumedSegment { bytes: Arc::new(truncated(bytes, scan.valid_len)), records: scan.records };
+            Some(ActiveSegment::resume(dir, segment_id, embedding_dim, resumed)?)
+        }
+        (false, None) => Some(ActiveSegment::create(dir, next_id, embedding_dim)?),
+    };
+    if let Some(writer) = &writer {
+        table.segments.insert(writer.segment_id, SegmentRef::Hot(writer.hot.clone()));
+    }
+    let parts = SharedParts { index, table, last_seq, writer, lock };
+    Ok(Db { shared: Arc::new(Shared::new(dir.to_path_buf(), options, embedding_dim, parts)) })
+}
+
+fn read_or_create_meta(dir: &Path, options: &Options, no_segments: bool) -> Result<Meta> {
+    match Meta::read(dir)? {
+        Some(meta) => Ok(meta),
+        None if no_segments && !options.read_only => {
+            let meta = Meta { embedding_dim: options.embedding_dim.unwrap_or(0) as u32 };
+            meta.write(dir)?;
+            Ok(meta)
+        }
+        None => Err(Error::corruption(dir.join(crate::meta::META_FILE_NAME), 0, "META is missing but log segments exist")),
+    }
+}
+
+/// Does the file end with the trailer magic (a sealed segment)?
+fn ends_with_trailer(path: &Path) -> Result<bool> {
+    let mut file = fs::open_read(path)?;
+    let len = file.metadata().map_err(|e| Error::io_at(path, "stat", e))?.len();
+    if len < (SEGMENT_HEADER_LEN + TRAILER_LEN) as u64 {
+        return Ok(false);
+    }
+    let mut tail = vec![0u8; TRAILER_LEN];
+    file.seek(SeekFrom::Start(len - TRAILER_LEN as u64)).map_err(|e| Error::io_at(path, "seek", e))?;
+    file.read_exact(&mut tail).map_err(|e| Error::io_at(path, "read", e))?;
+    let mut probe = vec![0u8; SEGMENT_HEADER_LEN];
+    probe.extend_from_slice(&tail);
+    Ok(Trailer::present(&probe))
+}
+
+/// Reads and scans the active segment. `None` when the file is a torn creation (shorter
+/// than its header, e.g. a crash right after creating it): it is removed.
+fn load_active(path: &Path, segment_id: u32, embedding_dim: usize, seq_floor: u64) -> Result<Option<(AlignedBytes, ScannedSegment)>> {
+    let mut file = fs::open_read(path)?;
+    let len = file.metadata().map_err(|e| Error::io_at(path, "stat", e))?.len();
+    if len > crate::limits::SEGMENT_FILE_BYTES_MAX {
+        return Err(Error::corruption(path, 0, "active segment larger than SEGMENT_FILE_BYTES_MAX"));
+    }
+    let mut buffer = AlignedVec::with_capacity(len as usize);
+    file.read_exact(buffer.extend_zeroed(len as usize)).map_err(|e| Error::io_at(path, "read", e))?;
+    let bytes = buffer.freeze();
+    if bytes.bytes().len() < SEGMENT_HEADER_LEN {
+        // The header is written and fsynced before any record: a shorter file is a creation
+        // cut short by a crash, and holds no data.
+        return Ok(None);
+    }
+    let header = SegmentHeader::decode(bytes.bytes(), path)?;
+    if header.segment_id != segment_id || header.embedding_dim as usize != embedding_dim {
+        return Err(Error::corruption(path, 0, "segment header does not match its file name or the database's dimension"));
+    }
+    let scan = recovery::scan_active(bytes.bytes(), path, embedding_dim, seq_floor)?;
+    Ok(Some((bytes, scan)))
+}
+
+/// The first `len` bytes of `bytes`, as a new aligned buffer when it must shrink.
+fn truncated(bytes: AlignedBytes, len: usize) -> AlignedBytes {
+    if bytes.bytes().len() == len {
+        return bytes;
+    }
+    let mut shorter = AlignedVec::with_capacity(len);
+    shorter.extend_from_slice(&bytes.bytes()[..len]);
+    shorter.freeze()
+}

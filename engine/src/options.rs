@@ -1,0 +1,143 @@
+//! How a database is opened: `Options`, `Durability`, `Metric`.
+
+use crate::limits;
+use crate::{Error, Result};
+
+/// When a write is durable, relative to the call returning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// fsync before a write returns; concurrent writers share one fsync (group commit).
+    /// Survives `kill -9` and power loss.
+    #[default]
+    Sync,
+    /// Handed to the OS (`write(2)`) before return: survives `kill -9`, not power loss.
+    Flush,
+    /// Buffered in the process: survives a clean `close()` or `sync()`.
+    None,
+}
+
+/// Similarity measure used by vector search.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Metric {
+    /// Cosine similarity; higher is closer.
+    #[default]
+    Cosine,
+    /// Dot product; higher is closer.
+    Dot,
+    /// Squared euclidean distance; lower is closer.
+    L2,
+}
+
+/// Options for [`crate::Db::open`]. Built with chained setters from [`Options::new`].
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Options {
+    pub(crate) embedding_dim: Option<usize>,
+    pub(crate) metric: Metric,
+    pub(crate) durability: Durability,
+    pub(crate) read_only: bool,
+    pub(crate) segment_bytes_max: u64,
+    pub(crate) clock: Clock,
+}
+
+/// Milliseconds since the Unix epoch; injectable for TTL tests.
+#[derive(Clone)]
+pub(crate) struct Clock(Option<std::sync::Arc<dyn Fn() -> u64 + Send + Sync>>);
+
+impl Clock {
+    pub(crate) fn now_ms(&self) -> u64 {
+        match &self.0 {
+            Some(f) => f(),
+            None => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        }
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            embedding_dim: None,
+            metric: Metric::Cosine,
+            durability: Durability::Sync,
+            read_only: false,
+            segment_bytes_max: limits::SEGMENT_BYTES_DEFAULT,
+            clock: Clock(None),
+        }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("embedding_dim", &self.embedding_dim)
+            .field("metric", &self.metric)
+            .field("durability", &self.durability)
+            .field("read_only", &self.read_only)
+            .field("segment_bytes_max", &self.segment_bytes_max)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Options {
+    /// Defaults: no embedding dimension, cosine metric, `Durability::Sync`, read-write,
+    /// 64 MiB segments.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The embedding dimension, fixed per database and stored on disk. Opening an existing
+    /// database with a different dimension is `InvalidArgument`.
+    pub fn embedding_dim(mut self, dim: usize) -> Self {
+        self.embedding_dim = Some(dim);
+        self
+    }
+
+    /// The default metric of `nearest()`.
+    pub fn metric(mut self, metric: Metric) -> Self {
+        self.metric = metric;
+        self
+    }
+
+    /// When writes become durable; see [`Durability`].
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Open without the write lock; every write returns `Error::ReadOnly`.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// Size at which the active log segment is sealed (hot → warm).
+    pub fn segment_bytes_max(mut self, bytes: u64) -> Self {
+        self.segment_bytes_max = bytes;
+        self
+    }
+
+    /// Replace the wall clock used for TTL expiry (milliseconds since the Unix epoch).
+    #[cfg(feature = "test-hooks")]
+    pub fn clock(mut self, now_ms: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        self.clock = Clock(Some(std::sync::Arc::new(now_ms)));
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if let Some(dim) = self.embedding_dim {
+            if dim == 0 || dim > limits::MAX_EMBEDDING_DIM {
+                return Err(Error::invalid("embedding_dim", format!("must be 1..={}, got {dim}", limits::MAX_EMBEDDING_DIM)));
+            }
+        }
+        let range = limits::SEGMENT_BYTES_MIN..=limits::SEGMENT_BYTES_MAX;
+        if !range.contains(&self.segment_bytes_max) {
+            return Err(Error::invalid(
+                "segment_bytes_max",
+                format!("must be {}..={}, got {}", range.start(), range.end(), self.segment_bytes_max),
+            ));
+        }
+        Ok(())
+    }
+}

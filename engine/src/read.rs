@@ -1,0 +1,145 @@
+//! Reading at one seq: `ReadView` (seq + segment table + clock) resolves index versions
+//! into `Record`s; `Snapshot` is the public, frozen form of it.
+
+use std::sync::Arc;
+
+use crate::db::Shared;
+use crate::index::Version;
+use crate::iter::{Iter, KeyRange};
+use crate::log::record::RecordKind;
+use crate::record::{Backing, Record};
+use crate::segments::{SegmentRef, SegmentTable};
+use crate::snapshots::Pin;
+use crate::{Error, Hit, Result, Search};
+
+/// Everything a read needs to be consistent: the seq it reads at, the segments it may
+/// resolve in, and the wall time TTLs are judged against.
+#[derive(Clone)]
+pub(crate) struct ReadView {
+    pub(crate) seq: u64,
+    pub(crate) table: Arc<SegmentTable>,
+    pub(crate) now_ms: u64,
+}
+
+impl ReadView {
+    pub(crate) fn get(&self, shared: &Shared, key: &[u8]) -> Result<Option<Record>> {
+        match shared.index.newest_at(key, self.seq) {
+            Some((seq, version)) => self.resolve_live(shared, key, seq, &version),
+            None => Ok(None),
+        }
+    }
+
+    /// The record for `version` of `key` if it is live at this view's time.
+    pub(crate) fn resolve_live(&self, shared: &Shared, key: &[u8], seq: u64, version: &Version) -> Result<Option<Record>> {
+        if !version.is_live(self.now_ms) {
+            return Ok(None);
+        }
+        let record = self.resolve(shared, seq, version)?;
+        if record.key() != key {
+            return Err(Error::corruption(
+                self.path_of(shared, version),
+                u64::from(version.offset),
+                "record key differs from the index entry",
+            ));
+        }
+        Ok(Some(record))
+    }
+
+    /// Reads the record a version points at, checking it is the version the index says.
+    pub(crate) fn resolve(&self, shared: &Shared, seq: u64, version: &Version) -> Result<Record> {
+        let offset = version.offset;
+        let (record, view_seq, kind) = match self.table.get(version.segment_id) {
+            Some(SegmentRef::Hot(hot)) => {
+                let (buffer, view) = hot.record(offset).ok_or_else(|| {
+                    Error::corruption(
+                        self.path_of(shared, version),
+                        u64::from(offset),
+                        "hot record missing from the active segment's mirror",
+                    )
+                })?;
+                (Record::new(Backing::Hot(buffer), &view), view.seq, view.kind)
+            }
+            Some(SegmentRef::Sealed(segment)) => {
+                let view = segment.record(offset)?;
+                (Record::new(Backing::Sealed(segment.clone()), &view), view.seq, view.kind)
+            }
+            None => {
+                return Err(Error::corruption(
+                    self.path_of(shared, version),
+                    u64::from(offset),
+                    "the index points into a segment that is not open",
+                ));
+            }
+        };
+        if view_seq != seq || kind != RecordKind::Put {
+            return Err(Error::corruption(
+                self.path_of(shared, version),
+                u64::from(offset),
+                format!("record at this offset is a {kind:?} of seq {view_seq}, the index expected a Put of seq {seq}"),
+            ));
+        }
+        Ok(record)
+    }
+
+    fn path_of(&self, shared: &Shared, version: &Version) -> std::path::PathBuf {
+        shared.dir.join(crate::io::fs::segment_file_name(version.segment_id))
+    }
+}
+
+/// A consistent view frozen at the moment it was taken: later writes, seals and
+/// compactions do not change what it reads. `Send + Sync`; cheap to hold.
+pub struct Snapshot {
+    shared: Arc<Shared>,
+    pin: Arc<Pin>,
+    view: ReadView,
+}
+
+impl Snapshot {
+    pub(crate) fn new(shared: Arc<Shared>) -> Snapshot {
+        let (pin, view) = shared.pinned_view();
+        Snapshot { shared, pin, view }
+    }
+
+    /// The commit seq this snapshot reads at: it sees every commit with a seq <= this.
+    pub fn seq(&self) -> u64 {
+        self.view.seq
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Record>> {
+        self.view.get(&self.shared, key)
+    }
+
+    pub fn iter(&self) -> Iter {
+        self.iter_in(KeyRange::from_bounds(..))
+    }
+
+    pub fn range<'k>(&self, range: impl std::ops::RangeBounds<&'k [u8]>) -> Iter {
+        self.iter_in(KeyRange::from_bounds(range))
+    }
+
+    pub fn prefix(&self, prefix: &[u8]) -> Iter {
+        self.iter_in(KeyRange::prefix(prefix))
+    }
+
+    fn iter_in(&self, range: KeyRange) -> Iter {
+        Iter::new(self.shared.clone(), self.pin.clone(), self.view.clone(), range, None)
+    }
+
+    pub fn nearest(&self, _query: &[f32], _k: usize) -> Result<Vec<Hit>> {
+        Err(Error::Unsupported { operation: "nearest" })
+    }
+
+    pub fn search(&self, _search: &Search<'_>) -> Result<Vec<Hit>> {
+        Err(Error::Unsupported { operation: "search" })
+    }
+
+    pub fn search_batch(&self, _searches: &[Search<'_>]) -> Result<Vec<Vec<Hit>>> {
+        Err(Error::Unsupported { operation: "search_batch" })
+    }
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot").field("seq", &self.view.seq).finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,29 @@
+//! strata: an embedded storage engine for records made of a key, variable-length content
+//! and a fixed-size f32 embedding. Every byte written comes back exactly, from every tier,
+//! after every restart.
+//!
+//! ```no_run
+//! use strata::{Db, Durability, Options};
+//! # fn main() -> strata::Result<()> {
+//! let db = Db::open("memories.strata", Options::new().embedding_dim(3).durability(Durability::Sync))?;
+//! db.put(b"note/1", b"the content", Some(&[0.1, 0.2, 0.3]))?;
+//! let record = db.get(b"note/1")?.expect("just written");
+//! assert_eq!(record.content(), b"the content");
+//! assert_eq!(record.embedding(), Some(&[0.1f32, 0.2, 0.3][..]));
+//! db.close()?;
+//! # Ok(()) }
+//! ```
+//!
+//! The whole public surface is the one `pub use` block below; `../shared/API.md` is its
+//! contract.
+#![forbid(unsafe_code)]
+
+pub use strata_engine::{
+    repair, Batch, Db, Durability, Error, Hit, Iter, Metric, Options, Record, RepairReport, Result, Search, Snapshot, Stats, Tier,
+    TierStats, VerifyReport, FORMAT_VERSION_LATEST, FORMAT_VERSION_READ_MIN,
+};
+
+/// Every bound strata enforces (also documented in `format-spec/limits.md`).
+pub mod limits {
+    pub use strata_engine::limits::*;
+}
