@@ -35,6 +35,12 @@ pub use record::Record;
 pub use search::{Hit, Search};
 pub use stats::{RepairReport, Stats, Tier, TierStats, VerifyReport};
 
+/// Hooks for the project's own tests (feature `test-hooks`); not part of the API.
+#[cfg(feature = "test-hooks")]
+pub mod test_hooks {
+    pub use crate::io::fs::faults::fail_syncs_in;
+}
+
 /// Offline repair: salvage every intact record (the cold-tier issue builds it).
 pub fn repair(_path: &std::path::Path) -> Result<RepairReport> {
     Err(Error::Unsupported { operation: "repair" })

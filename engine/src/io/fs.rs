@@ -31,7 +31,41 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 
 /// fdatasync of a file: its data and the metadata needed to read it back (the size).
 pub(crate) fn sync_data(file: &File, path: &Path) -> Result<()> {
+    #[cfg(feature = "test-hooks")]
+    faults::check(path)?;
     file.sync_data().map_err(|e| Error::io_at(path, "fdatasync", e))
+}
+
+/// Injected fsync failures, for tests of poisoning (feature `test-hooks` only).
+#[cfg(feature = "test-hooks")]
+pub(crate) mod faults {
+    use std::collections::HashSet;
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    static FAILING_DIRS: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+
+    /// From now on every fdatasync of a file directly inside `dir` fails with EIO.
+    pub fn fail_syncs_in(dir: &Path, failing: bool) {
+        let mut dirs = FAILING_DIRS.lock().unwrap_or_else(|p| p.into_inner());
+        let set = dirs.get_or_insert_with(HashSet::new);
+        let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        if failing {
+            set.insert(dir);
+        } else {
+            set.remove(&dir);
+        }
+    }
+
+    pub(crate) fn check(path: &Path) -> crate::Result<()> {
+        let dirs = FAILING_DIRS.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(set) = dirs.as_ref() else { return Ok(()) };
+        let parent = path.parent().map(|p| p.canonicalize().unwrap_or_else(|_| p.to_path_buf()));
+        if parent.is_some_and(|p| set.contains(&p)) {
+            return Err(crate::Error::io_at(path, "fdatasync", std::io::Error::other("injected fsync failure (test hook)")));
+        }
+        Ok(())
+    }
 }
 
 pub(crate) fn open_read(path: &Path) -> Result<File> {
