@@ -16,11 +16,10 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::batch::{self, PutFields, WriteOp};
-use crate::index::{Index, Version, VersionKind};
+use crate::index::{Index, Version};
 use crate::io::fs::DirLock;
 use crate::iter::{Iter, KeyRange};
 use crate::log::commit::{CommitQueue, PendingCommit, Turn};
-use crate::log::record::RecordKind;
 use crate::log::writer::ActiveSegment;
 use crate::read::{ReadView, Snapshot};
 use crate::segments::{SegmentRef, SegmentTable};
@@ -146,13 +145,7 @@ impl Shared {
         };
         for (commit, (segment_id, base)) in group.iter().zip(placed) {
             for view in &commit.views {
-                let version = Version {
-                    segment_id,
-                    offset: base + view.start() as u32,
-                    logical_bytes: view.logical_bytes() as u32,
-                    kind: if view.kind == RecordKind::Delete { VersionKind::Delete } else { VersionKind::Put },
-                    expires_at_ms: view.expires_at_ms,
-                };
+                let version = Version::of_record(segment_id, base + view.start() as u32, view);
                 self.index.insert(&commit.bytes.bytes()[view.key.clone()], commit.seq, version);
             }
         }

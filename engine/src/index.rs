@@ -15,6 +15,8 @@ use std::ops::Bound;
 
 use crossbeam_skiplist::SkipMap;
 
+use crate::log::record::{RecordKind, RecordView};
+
 /// Whether a version stores data or deletes the key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum VersionKind {
@@ -35,7 +37,29 @@ pub(crate) struct Version {
     pub(crate) expires_at_ms: u64,
 }
 
+impl From<RecordKind> for VersionKind {
+    fn from(kind: RecordKind) -> Self {
+        debug_assert!(kind != RecordKind::CloseMark, "close marks are never indexed");
+        if kind == RecordKind::Delete {
+            VersionKind::Delete
+        } else {
+            VersionKind::Put
+        }
+    }
+}
+
 impl Version {
+    /// The version of the record `view`, found at `offset` in segment `segment_id`.
+    pub(crate) fn of_record(segment_id: u32, offset: u32, view: &RecordView) -> Version {
+        Version {
+            segment_id,
+            offset,
+            logical_bytes: u32::try_from(view.logical_bytes()).expect("logical size bounded by MAX_RECORD_LOGICAL_BYTES"),
+            kind: view.kind.into(),
+            expires_at_ms: view.expires_at_ms,
+        }
+    }
+
     /// Is this version a live record at wall time `now_ms`?
     pub(crate) fn is_live(&self, now_ms: u64) -> bool {
         self.kind == VersionKind::Put && (self.expires_at_ms == 0 || self.expires_at_ms > now_ms)

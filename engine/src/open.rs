@@ -2,16 +2,15 @@
 //! segment, and the index rebuilt newest-first.
 
 use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::db::{Db, Shared, SharedParts};
-use crate::index::{Index, Version, VersionKind};
+use crate::index::{Index, Version};
 use crate::io::aligned::{AlignedBytes, AlignedVec};
 use crate::io::fs::{self, DirLock};
 use crate::log::header::{SegmentHeader, SEGMENT_HEADER_LEN};
 use crate::log::hot::HotSegment;
-use crate::log::record::RecordKind;
 use crate::log::recovery::{self, ScannedSegment};
 use crate::log::segment::SealedSegment;
 use crate::log::trailer::{Trailer, TRAILER_LEN};
@@ -22,16 +21,7 @@ use crate::{Error, Options, Result};
 
 pub(crate) fn open(dir: &Path, options: Options) -> Result<Db> {
     options.validate()?;
-    if options.read_only {
-        if !dir.join(crate::meta::META_FILE_NAME).exists() {
-            return Err(Error::io_at(dir, "open read-only", std::io::Error::from(std::io::ErrorKind::NotFound)));
-        }
-    } else if !dir.exists() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io_at(dir, "create directory", e))?;
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs::sync_dir(parent)?;
-        }
-    }
+    prepare_dir(dir, options.read_only)?;
     let lock = if options.read_only { None } else { Some(DirLock::acquire(dir)?) };
     let segment_files = fs::list_segments(dir)?;
     let meta = read_or_create_meta(dir, &options, segment_files.is_empty())?;
@@ -42,87 +32,31 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Db> {
             format!("the database at {} has dimension {embedding_dim}, not {wanted}", dir.display()),
         ));
     }
-
-    let mut sealed: Vec<Arc<SealedSegment>> = Vec::new();
-    let mut active: Option<(u32, AlignedBytes, ScannedSegment)> = None;
-    let mut torn_creation: Option<(u32, &Path)> = None;
-    let count = segment_files.len();
-    for (i, (segment_id, path)) in segment_files.iter().enumerate() {
-        let is_last = i + 1 == count;
-        if is_last && !ends_with_trailer(path)? {
-            let floor = sealed.last().map_or(0, |s| s.trailer.seq_max);
-            match load_active(path, *segment_id, embedding_dim, floor)? {
-                Some((bytes, scan)) => active = Some((*segment_id, bytes, scan)),
-                None => torn_creation = Some((*segment_id, path)),
-            }
-            break;
-        }
-        let segment = SealedSegment::open(path, *segment_id, embedding_dim)?;
-        if let Some(previous) = sealed.last() {
-            if segment.trailer.records_count > 0 && segment.trailer.seq_max <= previous.trailer.seq_max {
-                return Err(Error::corruption(path, 0, "segment's newest seq is not newer than the previous segment's"));
-            }
-        }
-        sealed.push(Arc::new(segment));
-    }
-
-    let index = Index::default();
-    let mut last_seq = sealed.iter().map(|s| s.trailer.seq_max).max().unwrap_or(0);
-    if let Some((segment_id, bytes, scan)) = &active {
-        last_seq = last_seq.max(scan.last_seq);
-        for view in scan.records.iter().rev() {
-            let key = &bytes.bytes()[view.key.clone()];
-            if !index.contains_key(key) {
-                let kind = if view.kind == RecordKind::Delete { VersionKind::Delete } else { VersionKind::Put };
-                let version = Version {
-                    segment_id: *segment_id,
-                    offset: view.start() as u32,
-                    logical_bytes: view.logical_bytes() as u32,
-                    kind,
-                    expires_at_ms: view.expires_at_ms,
-                };
-                index.insert(key, view.seq, version);
-            }
-        }
-    }
-    for segment in sealed.iter().rev() {
-        let entries = segment.hint_entries()?;
-        for entry in entries.iter().rev() {
-            if !index.contains_key(entry.key) {
-                let kind = if entry.kind == RecordKind::Delete { VersionKind::Delete } else { VersionKind::Put };
-                let version = Version {
-                    segment_id: segment.segment_id,
-                    offset: entry.offset,
-                    logical_bytes: entry.logical_bytes(embedding_dim) as u32,
-                    kind,
-                    expires_at_ms: entry.expires_at_ms,
-                };
-                index.insert(entry.key, entry.seq, version);
-            }
-        }
-    }
+    let loaded = load_segments(&segment_files, embedding_dim)?;
+    let (index, last_seq) = build_index(&loaded, embedding_dim)?;
 
     let mut table = SegmentTable::default();
-    for segment in &sealed {
+    for segment in &loaded.sealed {
         table.segments.insert(segment.segment_id, SegmentRef::Sealed(segment.clone()));
     }
     let mut next_id = segment_files.last().map_or(1, |(id, _)| id + 1);
-    if let (Some((segment_id, path)), false) = (torn_creation, options.read_only) {
-        std::fs::remove_file(path).map_err(|e| Error::io_at(path, "remove torn segment", e))?;
+    if let (Some(segment_id), false) = (loaded.torn_creation, options.read_only) {
+        let path = dir.join(fs::segment_file_name(segment_id));
+        std::fs::remove_file(&path).map_err(|e| Error::io_at(&path, "remove torn segment", e))?;
         fs::sync_dir(dir)?;
         next_id = segment_id;
     }
-    let writer = match (options.read_only, active) {
+    let writer = match (options.read_only, loaded.active) {
         (true, None) => None,
-        (true, Some((segment_id, bytes, scan))) => {
+        (true, Some(active)) => {
             let hot = HotSegment::new(embedding_dim);
-            hot.add(0, Arc::new(truncated(bytes, scan.valid_len)));
-            table.segments.insert(segment_id, SegmentRef::Hot(Arc::new(hot)));
+            hot.add(0, Arc::new(truncated(active.bytes, active.scan.valid_len)));
+            table.segments.insert(active.segment_id, SegmentRef::Hot(Arc::new(hot)));
             None
         }
-        (false, Some((segment_id, bytes, scan))) => {
-            let resumed = ResumedSegment { bytes: Arc::new(truncated(bytes, scan.valid_len)), records: scan.records };
-            Some(ActiveSegment::resume(dir, segment_id, embedding_dim, resumed)?)
+        (false, Some(active)) => {
+            let resumed = ResumedSegment { bytes: Arc::new(truncated(active.bytes, active.scan.valid_len)), records: active.scan.records };
+            Some(ActiveSegment::resume(dir, active.segment_id, embedding_dim, resumed)?)
         }
         (false, None) => Some(ActiveSegment::create(dir, next_id, embedding_dim)?),
     };
@@ -131,6 +65,90 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Db> {
     }
     let parts = SharedParts { index, table, last_seq, writer, lock };
     Ok(Db { shared: Arc::new(Shared::new(dir.to_path_buf(), options, embedding_dim, parts)) })
+}
+
+/// A read-only open needs an existing database; a writable one creates the directory.
+fn prepare_dir(dir: &Path, read_only: bool) -> Result<()> {
+    if read_only {
+        if !dir.join(crate::meta::META_FILE_NAME).exists() {
+            return Err(Error::io_at(dir, "open read-only", std::io::Error::from(std::io::ErrorKind::NotFound)));
+        }
+    } else if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io_at(dir, "create directory", e))?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+/// The active segment as recovery found it.
+struct LoadedActive {
+    segment_id: u32,
+    bytes: AlignedBytes,
+    scan: ScannedSegment,
+}
+
+/// Every segment file, classified: sealed ones (all but possibly the newest), the active one.
+struct LoadedSegments {
+    sealed: Vec<Arc<SealedSegment>>,
+    active: Option<LoadedActive>,
+    /// The newest file was a creation cut short by a crash (no header): no data.
+    torn_creation: Option<u32>,
+}
+
+fn load_segments(segment_files: &[(u32, PathBuf)], embedding_dim: usize) -> Result<LoadedSegments> {
+    let mut loaded = LoadedSegments { sealed: Vec::new(), active: None, torn_creation: None };
+    for (i, (segment_id, path)) in segment_files.iter().enumerate() {
+        let is_last = i + 1 == segment_files.len();
+        if is_last && !ends_with_trailer(path)? {
+            let floor = loaded.sealed.last().map_or(0, |s| s.trailer.seq_max);
+            match load_active(path, *segment_id, embedding_dim, floor)? {
+                Some((bytes, scan)) => loaded.active = Some(LoadedActive { segment_id: *segment_id, bytes, scan }),
+                None => loaded.torn_creation = Some(*segment_id),
+            }
+            break;
+        }
+        let segment = SealedSegment::open(path, *segment_id, embedding_dim)?;
+        if let Some(previous) = loaded.sealed.last() {
+            if segment.trailer.records_count > 0 && segment.trailer.seq_max <= previous.trailer.seq_max {
+                return Err(Error::corruption(path, 0, "segment's newest seq is not newer than the previous segment's"));
+            }
+        }
+        loaded.sealed.push(Arc::new(segment));
+    }
+    Ok(loaded)
+}
+
+/// Builds the index newest segment first, newest record first: only the newest version of
+/// each key is inserted (nothing is pinned at open). Returns it with the newest seq.
+fn build_index(loaded: &LoadedSegments, embedding_dim: usize) -> Result<(Index, u64)> {
+    let index = Index::default();
+    let mut last_seq = loaded.sealed.iter().map(|s| s.trailer.seq_max).max().unwrap_or(0);
+    if let Some(active) = &loaded.active {
+        last_seq = last_seq.max(active.scan.last_seq);
+        for view in active.scan.records.iter().rev() {
+            let key = &active.bytes.bytes()[view.key.clone()];
+            if !index.contains_key(key) {
+                index.insert(key, view.seq, Version::of_record(active.segment_id, view.start() as u32, view));
+            }
+        }
+    }
+    for segment in loaded.sealed.iter().rev() {
+        for entry in segment.hint_entries()?.iter().rev() {
+            if !index.contains_key(entry.key) {
+                let version = Version {
+                    segment_id: segment.segment_id,
+                    offset: entry.offset,
+                    logical_bytes: entry.logical_bytes(embedding_dim) as u32,
+                    kind: entry.kind.into(),
+                    expires_at_ms: entry.expires_at_ms,
+                };
+                index.insert(entry.key, entry.seq, version);
+            }
+        }
+    }
+    Ok((index, last_seq))
 }
 
 fn read_or_create_meta(dir: &Path, options: &Options, no_segments: bool) -> Result<Meta> {

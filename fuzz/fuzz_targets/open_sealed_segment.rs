@@ -1,0 +1,7 @@
+#![no_main]
+//! Fuzz target: arbitrary bytes as sealed segment; open, iterate, verify must never panic.
+
+#[path = "../harness/mod.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::open_sealed_segment(data));
