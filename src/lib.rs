@@ -27,3 +27,14 @@ pub use strata_engine::{
 pub mod limits {
     pub use strata_engine::limits::*;
 }
+
+// API.md: `Db` and `Snapshot` are `Send + Sync`; records, iterators and errors cross threads.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Db>();
+    send_sync::<Snapshot>();
+    send_sync::<Record>();
+    send_sync::<Iter>();
+    send_sync::<Error>();
+    send_sync::<Batch>();
+};
