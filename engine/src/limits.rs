@@ -17,17 +17,20 @@ pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 pub const SEGMENT_BYTES_MIN: u64 = 4 * 1024;
 /// Largest allowed `Options::segment_bytes_max`.
 pub const SEGMENT_BYTES_MAX: u64 = 1024 * 1024 * 1024;
-/// Largest segment file a reader accepts: a segment is sealed once it passes
-/// `SEGMENT_BYTES_MAX`, so it can hold at most one more commit, plus its hint block and
-/// trailer. Record offsets inside a segment therefore fit in a `u32`.
-pub const SEGMENT_FILE_BYTES_MAX: u64 = SEGMENT_BYTES_MAX + MAX_COMMIT_BYTES as u64 * 3;
+/// Largest records region of a segment: it is sealed once it passes `SEGMENT_BYTES_MAX`,
+/// so it holds at most one more commit. Record offsets therefore fit in a `u32`.
+pub const SEGMENT_RECORDS_BYTES_MAX: u64 = SEGMENT_BYTES_MAX + MAX_COMMIT_BYTES as u64;
+/// Largest segment file a reader accepts: the records region, a hint block no larger than
+/// it (a hint entry is never larger than its record), the header and the trailer.
+pub const SEGMENT_FILE_BYTES_MAX: u64 = 2 * SEGMENT_RECORDS_BYTES_MAX + 128;
 /// Largest segment id; ids are written as 16 hex digits in file names.
 pub const SEGMENT_ID_MAX: u64 = u32::MAX as u64;
 
 /// Logical bytes of one record: key + content + embedding bytes.
 pub const MAX_RECORD_LOGICAL_BYTES: usize = MAX_KEY_LEN + MAX_CONTENT_LEN + MAX_EMBEDDING_DIM * 4;
 
-const _: () = assert!(MAX_KEY_LEN <= u16::MAX as usize + 1 || MAX_KEY_LEN <= u32::MAX as usize);
+const _: () = assert!(MAX_KEY_LEN <= u32::MAX as usize && MAX_CONTENT_LEN <= u32::MAX as usize);
+const _: () = assert!(SEGMENT_RECORDS_BYTES_MAX <= u32::MAX as u64);
 const _: () = assert!(MAX_RECORD_LOGICAL_BYTES < MAX_COMMIT_BYTES);
 const _: () = assert!(SEGMENT_FILE_BYTES_MAX <= u32::MAX as u64);
 const _: () = assert!(SEGMENT_BYTES_MIN <= SEGMENT_BYTES_DEFAULT && SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_MAX);

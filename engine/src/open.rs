@@ -39,7 +39,10 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Db> {
     for segment in &loaded.sealed {
         table.segments.insert(segment.segment_id, SegmentRef::Sealed(segment.clone()));
     }
-    let mut next_id = segment_files.last().map_or(1, |(id, _)| id + 1);
+    let mut next_id = match segment_files.last() {
+        None => 1,
+        Some((id, _)) => id.checked_add(1).ok_or_else(|| Error::invalid("segment id", "segment ids are exhausted (u32::MAX reached)"))?,
+    };
     if let (Some(segment_id), false) = (loaded.torn_creation, options.read_only) {
         let path = dir.join(fs::segment_file_name(segment_id));
         std::fs::remove_file(&path).map_err(|e| Error::io_at(&path, "remove torn segment", e))?;
@@ -101,7 +104,7 @@ fn load_segments(segment_files: &[(u32, PathBuf)], embedding_dim: usize) -> Resu
     let mut loaded = LoadedSegments { sealed: Vec::new(), active: None, torn_creation: None };
     for (i, (segment_id, path)) in segment_files.iter().enumerate() {
         let is_last = i + 1 == segment_files.len();
-        if is_last && !ends_with_trailer(path)? {
+        if is_last && !ends_with_valid_trailer(path)? {
             let floor = loaded.sealed.last().map_or(0, |s| s.trailer.seq_max);
             match load_active(path, *segment_id, embedding_dim, floor)? {
                 Some((bytes, scan)) => loaded.active = Some(LoadedActive { segment_id: *segment_id, bytes, scan }),
@@ -163,8 +166,11 @@ fn read_or_create_meta(dir: &Path, options: &Options, no_segments: bool) -> Resu
     }
 }
 
-/// Does the file end with the trailer magic (a sealed segment)?
-fn ends_with_trailer(path: &Path) -> Result<bool> {
+/// Does the file end with a valid trailer (a sealed segment)? The newest segment is
+/// judged by the whole trailer — magic, checksum and a layout matching the file size — not by
+/// the magic alone, which content could contain: a torn or damaged trailer on the newest
+/// segment leaves it to recovery, which keeps every whole commit and cuts the rest.
+fn ends_with_valid_trailer(path: &Path) -> Result<bool> {
     let mut file = fs::open_read(path)?;
     let len = file.metadata().map_err(|e| Error::io_at(path, "stat", e))?.len();
     if len < (SEGMENT_HEADER_LEN + TRAILER_LEN) as u64 {
@@ -173,9 +179,7 @@ fn ends_with_trailer(path: &Path) -> Result<bool> {
     let mut tail = vec![0u8; TRAILER_LEN];
     file.seek(SeekFrom::Start(len - TRAILER_LEN as u64)).map_err(|e| Error::io_at(path, "seek", e))?;
     file.read_exact(&mut tail).map_err(|e| Error::io_at(path, "read", e))?;
-    let mut probe = vec![0u8; SEGMENT_HEADER_LEN];
-    probe.extend_from_slice(&tail);
-    Ok(Trailer::present(&probe))
+    Ok(Trailer::decode_tail(&tail, len, path).is_ok())
 }
 
 /// Reads and scans the active segment. `None` when the file is a torn creation (shorter
@@ -189,9 +193,10 @@ fn load_active(path: &Path, segment_id: u32, embedding_dim: usize, seq_floor: u6
     let mut buffer = AlignedVec::with_capacity(len as usize);
     file.read_exact(buffer.extend_zeroed(len as usize)).map_err(|e| Error::io_at(path, "read", e))?;
     let bytes = buffer.freeze();
-    if bytes.bytes().len() < SEGMENT_HEADER_LEN {
-        // The header is written and fsynced before any record: a shorter file is a creation
-        // cut short by a crash, and holds no data.
+    if bytes.bytes().len() < SEGMENT_HEADER_LEN || bytes.bytes().iter().all(|&b| b == 0) {
+        // The header is written and fsynced before any record is appended: a file shorter
+        // than a header, or all zeros (the size reached the disk, the bytes did not), is a
+        // creation cut short by a crash and holds no data.
         return Ok(None);
     }
     let header = SegmentHeader::decode(bytes.bytes(), path)?;

@@ -62,14 +62,11 @@ fn verify_sealed(segment: &Arc<SealedSegment>, report: &mut VerifyReport) -> Res
     let bytes = &segment.bytes()[..records_end];
     let mut position = SEGMENT_HEADER_LEN;
     let mut next_entry = 0usize;
-    let mut last_seq = 0u64;
+    let mut commits = CommitOrder::default();
     while position < records_end {
         let view =
             record::parse(bytes, position, segment.embedding_dim).map_err(|e| Error::corruption(path, position as u64, e.detail()))?;
-        if view.seq < last_seq {
-            return Err(Error::corruption(path, position as u64, "record seq goes backwards"));
-        }
-        last_seq = view.seq;
+        commits.check(view.kind, view.seq, view.commit_end()).map_err(|detail| Error::corruption(path, position as u64, detail))?;
         if view.kind != RecordKind::CloseMark {
             let mismatch =
                 |what: &str| Error::corruption(path, position as u64, format!("hint entry {next_entry} disagrees with the record: {what}"));
@@ -88,6 +85,9 @@ fn verify_sealed(segment: &Arc<SealedSegment>, report: &mut VerifyReport) -> Res
             report.records_checked += 1;
         }
         position += view.len;
+    }
+    if commits.open.is_some() {
+        return Err(Error::corruption(path, records_end as u64, "the last commit of a sealed segment has no commit-end record"));
     }
     if position != records_end || next_entry != entries.len() {
         return Err(Error::corruption(
@@ -121,4 +121,31 @@ fn verify_active(path: &Path, embedding_dim: usize, end: u64, seq_floor: u64, re
     report.records_checked += scan.records.len() as u64;
     report.bytes_checked += end;
     Ok(())
+}
+
+/// Commit structure: records of one commit share a seq and end with the commit-end flag;
+/// each commit is newer than the last; a close mark sits between commits.
+#[derive(Default)]
+struct CommitOrder {
+    last_seq: u64,
+    open: Option<u64>,
+}
+
+impl CommitOrder {
+    fn check(&mut self, kind: RecordKind, seq: u64, commit_end: bool) -> std::result::Result<(), String> {
+        match (kind, self.open) {
+            (RecordKind::CloseMark, Some(open)) => return Err(format!("close mark inside commit {open}")),
+            (RecordKind::CloseMark, None) => return Ok(()),
+            (_, Some(open)) if seq != open => return Err(format!("record of seq {seq} inside commit {open}")),
+            (_, None) if seq <= self.last_seq => return Err(format!("commit seq {seq} is not newer than {}", self.last_seq)),
+            _ => {}
+        }
+        if commit_end {
+            self.open = None;
+            self.last_seq = seq;
+        } else {
+            self.open = Some(seq);
+        }
+        Ok(())
+    }
 }

@@ -40,7 +40,7 @@ pub(crate) fn scan_active(bytes: &[u8], path: &Path, embedding_dim: usize, seq_f
         let view = match record::parse(bytes, position, embedding_dim) {
             Ok(view) => view,
             Err(error) => {
-                reject_if_followed_by_valid(bytes, position, path, embedding_dim, error.detail())?;
+                reject_if_followed_by_valid(bytes, position, last_seq, path, embedding_dim, error.detail())?;
                 break; // a torn tail
             }
         };
@@ -70,11 +70,14 @@ pub(crate) fn scan_active(bytes: &[u8], path: &Path, embedding_dim: usize, seq_f
     Ok(ScannedSegment { records, valid_len, last_seq })
 }
 
-/// Rule 1: a bad record at `bad_at` followed by any valid record is corruption.
-fn reject_if_followed_by_valid(bytes: &[u8], bad_at: usize, path: &Path, embedding_dim: usize, detail: &str) -> Result<()> {
+/// Rule 1: a bad record at `bad_at` followed by a valid record of a later commit (seq newer
+/// than `last_seq`, the last whole commit; a close mark after damage qualifies too) is
+/// corruption. Older-seq record images are ignored: they can only be content that happens
+/// to hold a copy of records (e.g. a stored strata file), not commits written after the damage.
+fn reject_if_followed_by_valid(bytes: &[u8], bad_at: usize, last_seq: u64, path: &Path, embedding_dim: usize, detail: &str) -> Result<()> {
     let mut probe = bad_at + RECORD_ALIGN;
     while probe + record::RECORD_HEADER_LEN <= bytes.len() {
-        if record::parse(bytes, probe, embedding_dim).is_ok() {
+        if record::parse(bytes, probe, embedding_dim).is_ok_and(|view| view.seq > last_seq) {
             return Err(Error::corruption(
                 path,
                 bad_at as u64,

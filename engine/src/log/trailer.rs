@@ -74,8 +74,8 @@ impl HintBuilder {
         self.bytes.resize(start + align_up(HINT_ENTRY_HEADER_LEN + key.len(), 8), 0);
         let entry = &mut self.bytes[start..];
         put_u32(entry, ENTRY_OFFSET_AT, offset);
-        put_u32(entry, ENTRY_KEY_LEN_AT, key.len() as u32);
-        put_u32(entry, ENTRY_CONTENT_LEN_AT, view.content.len() as u32);
+        put_u32(entry, ENTRY_KEY_LEN_AT, u32::try_from(key.len()).expect("key length bounded by MAX_KEY_LEN"));
+        put_u32(entry, ENTRY_CONTENT_LEN_AT, u32::try_from(view.content.len()).expect("content length bounded by MAX_CONTENT_LEN"));
         entry[ENTRY_KIND_AT] = view.kind as u8;
         entry[ENTRY_FLAGS_AT] = view.flags & FLAG_HAS_EMBEDDING;
         put_u64(entry, ENTRY_SEQ_AT, view.seq);
@@ -116,19 +116,19 @@ pub(crate) struct Trailer {
 }
 
 impl Trailer {
-    /// Does `file` end in something that claims to be a trailer (the magic is there)?
-    /// Used to tell a sealed segment from the active one.
-    pub(crate) fn present(file: &[u8]) -> bool {
-        file.len() >= SEGMENT_HEADER_LEN + TRAILER_LEN && file[file.len() - TRAILER_LEN..][..8] == TRAILER_MAGIC
-    }
-
     /// Decodes and validates the trailer at the end of `file`.
     pub(crate) fn decode(file: &[u8], path: &Path) -> Result<Trailer> {
         if file.len() < SEGMENT_HEADER_LEN + TRAILER_LEN {
             return Err(Error::corruption(path, 0, "segment too short for a trailer"));
         }
-        let at = file.len() - TRAILER_LEN;
-        let bytes = &file[at..];
+        Self::decode_tail(&file[file.len() - TRAILER_LEN..], file.len() as u64, path)
+    }
+
+    /// Decodes and validates `bytes`, the last `TRAILER_LEN` bytes of a file of `file_len`
+    /// bytes: magic, checksum, version, reserved bytes, and a layout that adds up to the size.
+    pub(crate) fn decode_tail(bytes: &[u8], file_len: u64, path: &Path) -> Result<Trailer> {
+        debug_assert_eq!(bytes.len(), TRAILER_LEN);
+        let at = file_len.saturating_sub(TRAILER_LEN as u64) as usize;
         let fail = |field: usize, detail: &str| Error::corruption(path, (at + field) as u64, format!("segment trailer: {detail}"));
         if bytes[MAGIC_AT..MAGIC_AT + 8] != TRAILER_MAGIC {
             return Err(fail(MAGIC_AT, "bad magic"));
@@ -150,7 +150,7 @@ impl Trailer {
         let laid_out = trailer.records_end.checked_add(trailer.hint_len).and_then(|n| n.checked_add(TRAILER_LEN as u64));
         if trailer.records_end < SEGMENT_HEADER_LEN as u64
             || !trailer.records_end.is_multiple_of(RECORD_ALIGN as u64)
-            || laid_out != Some(file.len() as u64)
+            || laid_out != Some(file_len)
         {
             return Err(fail(RECORDS_END_AT, "records end and hint length do not match the file size"));
         }
@@ -204,7 +204,7 @@ impl Trailer {
                 kind,
                 seq,
                 expires_at_ms: get_u64(header, ENTRY_EXPIRES_AT),
-                content_len: content_len as u32,
+                content_len: u32::try_from(content_len).expect("checked against MAX_CONTENT_LEN above"),
                 has_embedding: flags & FLAG_HAS_EMBEDDING != 0,
             });
             previous_offset = Some(offset);

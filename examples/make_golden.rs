@@ -1,0 +1,195 @@
+//! Writes the golden files of format v1: a small database with fixed content (see
+//! `format-spec/golden/v1/README.md`) and, beside it, damaged copies of it.
+//! Run: `cargo run --example make_golden -- format-spec/golden/v1`
+//!
+//! The output is deterministic: one writer thread, one commit at a time, the TTL clock
+//! injected (the `test-hooks` feature of the dev-dependency `strata-engine`), and strata
+//! zeroes every padding byte. `tests/format_golden.rs` runs the same functions into a
+//! temporary directory and compares the result with the committed files byte for byte.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use strata::{Batch, Db, Durability, Options};
+
+/// The wall clock the generator runs at, in ms since the Unix epoch (2023-11-14T22:13:20Z).
+pub const CLOCK_MS: u64 = 1_700_000_000_000;
+/// TTL of `ttl/far`: it expires at `CLOCK_MS + TTL_FAR_MS` = 4_700_000_000_000 (year 2118).
+pub const TTL_FAR_MS: u64 = 3_000_000_000_000;
+/// TTL of `ttl/past`: it expired one millisecond after it was written.
+pub const TTL_PAST_MS: u64 = 1;
+/// Embedding dimension of the golden database.
+pub const EMBEDDING_DIM: usize = 4;
+/// The key that holds a 0x00 and a 0xFF byte.
+pub const ODD_KEY: &[u8] = &[0x00, 0xFF, b'k', 0x00, 0xFF];
+/// Its content: every kind of byte a text-minded decoder trips on.
+pub const ODD_CONTENT: &[u8] = &[0xFF, 0x00, 0x7F, 0x80];
+/// Its embedding: -0.0, the smallest subnormal, the largest and the most negative f32.
+pub const ODD_EMBEDDING: [f32; 4] = [-0.0, f32::from_bits(1), f32::MAX, f32::MIN];
+/// Content of `delta`: 100 bytes, 0..100.
+pub fn delta_content() -> Vec<u8> {
+    (0u8..100).collect()
+}
+
+fn options() -> Options {
+    Options::new().embedding_dim(EMBEDDING_DIM).durability(Durability::Sync).clock(|| CLOCK_MS)
+}
+
+/// Writes the golden database into `dir`, which must not exist, and removes its `LOCK`.
+///
+/// Session 1 writes seq 1..=7 and closes (a close mark ends segment 1). Session 2 reopens,
+/// writes seq 8..=9, seals segment 1 (so it holds a close mark between records), writes
+/// seq 10..=11 in segment 2 and seals it, writes seq 12..=14 in segment 3 and closes: a
+/// close mark ends the active segment 3.
+pub fn write_db(dir: &Path) -> strata::Result<()> {
+    assert!(!dir.exists(), "{} already exists", dir.display());
+    let db = Db::open(dir, options())?;
+    db.put(b"alpha", b"first version of alpha", Some(&[1.0, 2.0, 3.0, 4.0]))?; // seq 1
+    db.put(b"beta", b"", Some(&[0.5, -0.5, 0.25, -0.25]))?; // seq 2: empty content
+    db.put(b"gamma", b"no embedding; deleted later in a batch", None)?; // seq 3
+    db.put(ODD_KEY, ODD_CONTENT, Some(&ODD_EMBEDDING))?; // seq 4
+    db.put_with_ttl(b"ttl/far", b"expires in the year 2118", None, Duration::from_millis(TTL_FAR_MS))?; // seq 5
+    db.put_with_ttl(b"ttl/past", b"expired long ago", Some(&[0.0, 0.0, 0.0, 1.0]), Duration::from_millis(TTL_PAST_MS))?; // seq 6
+    db.put(b"doomed", b"to be deleted", None)?; // seq 7
+    db.close()?;
+    drop(db);
+
+    let db = Db::open(dir, options())?;
+    db.put(b"alpha", b"second version of alpha", Some(&[4.0, 3.0, 2.0, 1.0]))?; // seq 8: overwrite
+    db.delete(b"doomed")?; // seq 9
+    db.seal()?; // segment 1 sealed, segment 2 started
+
+    let mut batch = Batch::new(); // seq 10: three records (the first put is superseded)
+    batch
+        .put(b"batch/1", b"dropped: a later operation on the same key wins", None)
+        .put(b"batch/2", b"second in batch", Some(&[0.125, 0.25, 0.375, 0.5]))
+        .delete(b"gamma")
+        .put(b"batch/1", b"first in batch", None);
+    db.write(batch)?;
+    db.put(b"delta", &delta_content(), None)?; // seq 11
+    db.seal()?; // segment 2 sealed, segment 3 started
+
+    db.put(b"epsilon", b"first record of the active segment", Some(&[-1.0, -2.0, -3.0, -4.0]))?; // seq 12
+    db.put(b"zeta", b"the middle record", Some(&[1.5, 2.5, 3.5, 4.5]))?; // seq 13
+    let mut batch = Batch::new(); // seq 14: the last commit, two records
+    batch.put(b"omega/1", b"last commit, part 1", Some(&[9.0, 8.0, 7.0, 6.0])).put(b"omega/2", b"last commit, part 2", None);
+    db.write(batch)?;
+    db.close()?;
+    drop(db);
+    std::fs::remove_file(dir.join("LOCK"))?;
+    Ok(())
+}
+
+/// File names of the golden database.
+pub const META: &str = "META";
+pub const SEGMENT_1: &str = "0000000000000001.log";
+pub const SEGMENT_2: &str = "0000000000000002.log";
+pub const SEGMENT_3: &str = "0000000000000003.log";
+
+/// One damaged copy of the golden database: its directory name and what was done to it.
+pub struct Variant {
+    pub name: &'static str,
+    pub damage: fn(&Path) -> std::io::Result<()>,
+}
+
+/// Every damaged copy, in the order `corrupt/README.md` lists them.
+pub const VARIANTS: &[Variant] = &[
+    Variant { name: "meta-flip", damage: |dir| flip(&dir.join(META), 12) },
+    Variant { name: "meta-missing", damage: |dir| std::fs::remove_file(dir.join(META)) },
+    Variant { name: "sealed-record-flip", damage: |dir| flip_in(&dir.join(SEGMENT_1), b"expires in the year 2118", 0) },
+    Variant { name: "sealed-hint-flip", damage: |dir| flip_in_hint(&dir.join(SEGMENT_2), b"delta") },
+    Variant { name: "sealed-trailer-flip", damage: |dir| flip_from_end(&dir.join(SEGMENT_1), 64 - 32) },
+    Variant { name: "active-middle-record-flip", damage: |dir| flip_in(&dir.join(SEGMENT_3), b"the middle record", 4) },
+    Variant { name: "active-last-record-flip", damage: |dir| flip_in(&dir.join(SEGMENT_3), b"last commit, part 2", 0) },
+    Variant { name: "active-close-mark-flip", damage: |dir| flip_from_end(&dir.join(SEGMENT_3), 32 - 16) },
+    Variant { name: "active-torn-tail", damage: |dir| cut_after(&dir.join(SEGMENT_3), b"last commit, part 2", 8) },
+    Variant { name: "torn-creation", damage: |dir| truncate_to(&dir.join(SEGMENT_3), 10) },
+];
+
+/// Writes every variant of the database `db` into `out/<name>/`; `out` must not exist.
+pub fn write_variants(db: &Path, out: &Path) -> std::io::Result<()> {
+    assert!(!out.exists(), "{} already exists", out.display());
+    std::fs::create_dir_all(out)?;
+    for variant in VARIANTS {
+        let dir = out.join(variant.name);
+        copy_dir(db, &dir)?;
+        (variant.damage)(&dir)?;
+    }
+    Ok(())
+}
+
+/// Copies the plain files of `from` into a new directory `to`.
+pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+fn edit(path: &Path, change: impl FnOnce(&mut Vec<u8>)) -> std::io::Result<()> {
+    let mut bytes = std::fs::read(path)?;
+    change(&mut bytes);
+    std::fs::write(path, bytes)
+}
+
+/// Inverts every bit of the byte at `offset`.
+fn flip(path: &Path, offset: usize) -> std::io::Result<()> {
+    edit(path, |bytes| bytes[offset] ^= 0xFF)
+}
+
+fn flip_from_end(path: &Path, back: usize) -> std::io::Result<()> {
+    edit(path, |bytes| {
+        let at = bytes.len() - back;
+        bytes[at] ^= 0xFF;
+    })
+}
+
+/// Offset of the only occurrence of `needle` in the file's bytes.
+fn find_once(bytes: &[u8], needle: &[u8]) -> usize {
+    let hits: Vec<usize> = bytes.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle).map(|(i, _)| i).collect();
+    assert_eq!(hits.len(), 1, "{:?} must occur exactly once", String::from_utf8_lossy(needle));
+    hits[0]
+}
+
+/// Flips byte `plus` of the only occurrence of `needle`.
+fn flip_in(path: &Path, needle: &[u8], plus: usize) -> std::io::Result<()> {
+    edit(path, |bytes| {
+        let at = find_once(bytes, needle) + plus;
+        bytes[at] ^= 0xFF;
+    })
+}
+
+/// Flips the first byte of `key` where it appears in the hint block (its last occurrence;
+/// the first is in the record).
+fn flip_in_hint(path: &Path, key: &[u8]) -> std::io::Result<()> {
+    edit(path, |bytes| {
+        let at = bytes.windows(key.len()).rposition(|w| w == key).expect("key in the hint block");
+        bytes[at] ^= 0xFF;
+    })
+}
+
+/// Cuts the file `keep` bytes into the only occurrence of `needle`.
+fn cut_after(path: &Path, needle: &[u8], keep: usize) -> std::io::Result<()> {
+    edit(path, |bytes| {
+        let at = find_once(bytes, needle) + keep;
+        bytes.truncate(at);
+    })
+}
+
+fn truncate_to(path: &Path, len: usize) -> std::io::Result<()> {
+    edit(path, |bytes| bytes.truncate(len))
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let out: PathBuf =
+        std::env::args_os().nth(1).map(PathBuf::from).ok_or("usage: make_golden <output dir, e.g. format-spec/golden/v1>")?;
+    let db = out.join("db");
+    write_db(&db)?;
+    write_variants(&db, &out.join("corrupt"))?;
+    println!("wrote {} and {}", db.display(), out.join("corrupt").display());
+    Ok(())
+}
