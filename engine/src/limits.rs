@@ -29,7 +29,8 @@ pub const SEGMENT_ID_MAX: u64 = u32::MAX as u64;
 /// Logical bytes of one record: key + content + embedding bytes.
 pub const MAX_RECORD_LOGICAL_BYTES: usize = MAX_KEY_LEN + MAX_CONTENT_LEN + MAX_EMBEDDING_DIM * 4;
 
-const _: () = assert!(MAX_KEY_LEN <= u32::MAX as usize && MAX_CONTENT_LEN <= u32::MAX as usize);
+const _: () = assert!(MAX_KEY_LEN as u64 <= u32::MAX as u64);
+const _: () = assert!(MAX_CONTENT_LEN as u64 <= u32::MAX as u64);
 const _: () = assert!(SEGMENT_RECORDS_BYTES_MAX <= u32::MAX as u64);
 const _: () = assert!(MAX_RECORD_LOGICAL_BYTES < MAX_COMMIT_BYTES);
 const _: () = assert!(SEGMENT_FILE_BYTES_MAX <= u32::MAX as u64);
