@@ -153,11 +153,34 @@ impl<'a> Borrow<dyn KeyProbe + 'a> for IndexKey {
     }
 }
 
-/// One index entry as seen by a scan: the version chosen for a key at a snapshot.
-#[derive(Clone, Copy, Debug)]
+/// One index entry as seen by a scan: the version chosen for a key at a snapshot, and
+/// where its key was copied in the scan's key arena.
+#[derive(Clone, Debug)]
 pub(crate) struct ScanItem {
     pub(crate) seq: u64,
     pub(crate) version: Version,
+    pub(crate) key: std::ops::Range<usize>,
+}
+
+/// Output of [`Index::scan`]: the items, and their keys back to back in one buffer (one
+/// allocation per chunk instead of one per key).
+#[derive(Default)]
+pub(crate) struct ScanChunk {
+    pub(crate) items: Vec<ScanItem>,
+    pub(crate) keys: Vec<u8>,
+}
+
+impl ScanChunk {
+    fn push(&mut self, key: &[u8], seq: u64, version: Version) {
+        let start = self.keys.len();
+        self.keys.extend_from_slice(key);
+        self.items.push(ScanItem { seq, version, key: start..self.keys.len() });
+    }
+
+    #[cfg(test)]
+    pub(crate) fn key(&self, item: &ScanItem) -> &[u8] {
+        &self.keys[item.key.clone()]
+    }
 }
 
 /// Which way a scan walks the keys.
@@ -219,10 +242,12 @@ impl Index {
     }
 
     /// Removes the versions of `key` that no reader can see. `pins` are the seqs readers
-    /// may read at (every registered snapshot, and the current visible seq), ascending.
-    /// A version is kept if it is the newest, or if some pin falls in
-    /// `[its seq, next newer version's seq)`. Returns whether a superseded version was kept
-    /// for a pin other than the newest one (the caller retries those keys later).
+    /// may read at (every registered snapshot, and last the visible seq read with them),
+    /// ascending. A version is kept if it is the newest, if some pin falls in
+    /// `[its seq, next newer version's seq)`, or if the next newer version is above the last
+    /// pin: it was published after the pins were read, and a reader may have pinned between
+    /// (pruners run concurrently with later leaders). Returns whether a superseded version
+    /// was kept (the caller retries those keys later).
     pub(crate) fn prune(&self, key: &[u8], pins: &[u64]) -> bool {
         debug_assert!(pins.windows(2).all(|w| w[0] <= w[1]), "pins are sorted");
         let lower = Probe(key, u64::MAX);
@@ -235,9 +260,10 @@ impl Index {
             if let Some(newer) = newer_seq {
                 // A pin p with seq <= p < newer reads this version.
                 let first_pin_at_or_above = pins.partition_point(|&p| p < seq);
-                let needed = pins.get(first_pin_at_or_above).is_some_and(|&p| p < newer);
+                let newer_than_pins = pins.last().is_none_or(|&last| newer > last);
+                let needed = newer_than_pins || pins.get(first_pin_at_or_above).is_some_and(|&p| p < newer);
                 if needed {
-                    kept_for_snapshot |= first_pin_at_or_above + 1 < pins.len();
+                    kept_for_snapshot = true;
                 } else {
                     entry.remove();
                 }
@@ -258,7 +284,7 @@ impl Index {
         at_seq: u64,
         direction: Direction,
         limit: usize,
-        out: &mut Vec<ScanItem>,
+        out: &mut ScanChunk,
     ) -> Option<Vec<u8>> {
         debug_assert!(limit > 0);
         let (lo, hi) = (lower_probe(lower), upper_probe(upper));
@@ -278,7 +304,7 @@ impl Index {
                         return current.map(|c| c.key().user_key().to_vec());
                     }
                     keys_seen += 1;
-                    out.push(ScanItem { seq: entry.key().seq(), version: *entry.value() });
+                    out.push(entry.key().user_key(), entry.key().seq(), *entry.value());
                     current = Some(entry);
                 }
                 None
@@ -286,12 +312,12 @@ impl Index {
             Direction::Backward => {
                 // Versions of one key arrive oldest first; the last one <= at_seq wins.
                 let mut group: Option<crossbeam_skiplist::map::Entry<'_, IndexKey, Version>> = None;
-                let mut candidate: Option<ScanItem> = None;
+                let mut candidate: Option<(u64, Version)> = None;
                 for entry in range.rev() {
                     let same = group.as_ref().is_some_and(|g| g.key().user_key() == entry.key().user_key());
                     if !same {
-                        if let Some(item) = candidate.take() {
-                            out.push(item);
+                        if let (Some((seq, version)), Some(g)) = (candidate.take(), group.as_ref()) {
+                            out.push(g.key().user_key(), seq, version);
                             keys_seen += 1;
                         }
                         if keys_seen == limit {
@@ -300,11 +326,11 @@ impl Index {
                         group = Some(entry.clone());
                     }
                     if entry.key().seq() <= at_seq {
-                        candidate = Some(ScanItem { seq: entry.key().seq(), version: *entry.value() });
+                        candidate = Some((entry.key().seq(), *entry.value()));
                     }
                 }
-                if let Some(item) = candidate {
-                    out.push(item);
+                if let (Some((seq, version)), Some(g)) = (candidate, group.as_ref()) {
+                    out.push(g.key().user_key(), seq, version);
                 }
                 None
             }
@@ -361,6 +387,20 @@ mod tests {
     }
 
     #[test]
+    fn prune_keeps_versions_superseded_after_the_pins_were_read() {
+        let index = Index::default();
+        for seq in [3, 11, 12] {
+            index.insert(b"k", seq, version(seq as u32, VersionKind::Put));
+        }
+        // Pins read when the visible seq was 10: seq 11 and 12 were published later, and a
+        // reader may have pinned at 11 meanwhile, so 11 stays; 3 is what a reader at 10 sees.
+        assert!(index.prune(b"k", &[10]), "kept versions are reported for a retry");
+        assert_eq!(index.entries_count(), 3);
+        assert!(!index.prune(b"k", &[12]));
+        assert_eq!(index.entries_count(), 1);
+    }
+
+    #[test]
     fn scans_agree_in_both_directions_with_limits() {
         let index = Index::default();
         for (i, key) in [&b"a"[..], b"b", b"c", b"d", b"e"].iter().enumerate() {
@@ -368,7 +408,7 @@ mod tests {
             index.insert(key, 10 + i as u64, version(100 + i as u32, VersionKind::Put));
         }
         for at in [0u64, 3, 12, 99] {
-            let mut forward = Vec::new();
+            let mut forward = ScanChunk::default();
             let mut from: Option<Vec<u8>> = None;
             loop {
                 let lower = from.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
@@ -377,7 +417,7 @@ mod tests {
                     None => break,
                 }
             }
-            let mut backward = Vec::new();
+            let mut backward = ScanChunk::default();
             let mut to: Option<Vec<u8>> = None;
             loop {
                 let upper = to.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
@@ -386,9 +426,12 @@ mod tests {
                     None => break,
                 }
             }
-            backward.reverse();
-            let f: Vec<(u64, u32)> = forward.iter().map(|i| (i.seq, i.version.offset)).collect();
-            let b: Vec<(u64, u32)> = backward.iter().map(|i| (i.seq, i.version.offset)).collect();
+            backward.items.reverse();
+            let f: Vec<(u64, u32)> = forward.items.iter().map(|i| (i.seq, i.version.offset)).collect();
+            let b: Vec<(u64, u32)> = backward.items.iter().map(|i| (i.seq, i.version.offset)).collect();
+            let keys: Vec<&[u8]> = forward.items.iter().map(|i| forward.key(i)).collect();
+            let back_keys: Vec<&[u8]> = backward.items.iter().map(|i| backward.key(i)).collect();
+            assert_eq!(keys, back_keys, "at {at}");
             assert_eq!(f, b, "at {at}");
             let expected: Vec<(u64, u32)> = (0..5u64)
                 .filter_map(|i| {

@@ -10,7 +10,7 @@ use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
 use crate::db::Shared;
-use crate::index::{Direction, ScanItem};
+use crate::index::{Direction, ScanChunk, ScanItem};
 use crate::read::ReadView;
 use crate::snapshots::Pin;
 use crate::{Record, Result, Tier};
@@ -57,8 +57,11 @@ pub struct Iter {
     middle_done: bool,
     /// Ascending items collected by `next`; `next_back` may take from its end.
     front: VecDeque<ScanItem>,
+    /// Keys of the `front` items (refilled only when `front` is empty).
+    front_keys: Vec<u8>,
     /// Descending items collected by `next_back`; `next` may take from its end.
     back: VecDeque<ScanItem>,
+    back_keys: Vec<u8>,
     failed: bool,
 }
 
@@ -78,16 +81,19 @@ impl Iter {
             remaining: range,
             middle_done: empty,
             front: VecDeque::new(),
+            front_keys: Vec::new(),
             back: VecDeque::new(),
+            back_keys: Vec::new(),
             failed: false,
         }
     }
 
     fn refill(&mut self, direction: Direction) {
-        let mut items = Vec::with_capacity(CHUNK_KEYS);
+        let mut chunk = ScanChunk::default();
         let lower = self.remaining.lower.as_ref().map(Vec::as_slice);
         let upper = self.remaining.upper.as_ref().map(Vec::as_slice);
-        let stopped_at = self.shared.index.scan(lower, upper, self.view.seq, direction, CHUNK_KEYS, &mut items);
+        let stopped_at = self.shared.index.scan(lower, upper, self.view.seq, direction, CHUNK_KEYS, &mut chunk);
+        let ScanChunk { items, keys } = chunk;
         let (now, table) = (self.view.now_ms, &self.view.table);
         let tier = self.tier;
         let wanted = |item: &ScanItem| {
@@ -95,14 +101,18 @@ impl Iter {
         };
         match direction {
             Direction::Forward => {
+                debug_assert!(self.front.is_empty(), "the front keys are replaced only when no front item needs them");
                 self.front.extend(items.into_iter().filter(wanted));
+                self.front_keys = keys;
                 match stopped_at {
                     Some(key) => self.remaining.lower = Bound::Excluded(key),
                     None => self.middle_done = true,
                 }
             }
             Direction::Backward => {
+                debug_assert!(self.back.is_empty(), "the back keys are replaced only when no back item needs them");
                 self.back.extend(items.into_iter().filter(wanted));
+                self.back_keys = keys;
                 match stopped_at {
                     Some(key) => self.remaining.upper = Bound::Excluded(key),
                     None => self.middle_done = true,
@@ -111,8 +121,10 @@ impl Iter {
         }
     }
 
-    fn emit(&mut self, item: ScanItem) -> Option<Result<Record>> {
-        let result = self.view.resolve(&self.shared, item.seq, &item.version);
+    /// Resolves an item whose key is in `keys`; the record must carry that key.
+    fn emit(&mut self, item: ScanItem, from_front: bool) -> Option<Result<Record>> {
+        let key = if from_front { &self.front_keys[item.key.clone()] } else { &self.back_keys[item.key.clone()] };
+        let result = self.view.resolve_keyed(&self.shared, key, item.seq, &item.version);
         self.failed = result.is_err();
         Some(result)
     }
@@ -125,14 +137,14 @@ impl Iterator for Iter {
         // Bounded: each pass either yields, or walks one more chunk of a finite range.
         while !self.failed {
             if let Some(item) = self.front.pop_front() {
-                return self.emit(item);
+                return self.emit(item, true);
             }
             if !self.middle_done {
                 self.refill(Direction::Forward);
                 continue;
             }
             let item = self.back.pop_back()?;
-            return self.emit(item);
+            return self.emit(item, false);
         }
         None
     }
@@ -142,14 +154,14 @@ impl DoubleEndedIterator for Iter {
     fn next_back(&mut self) -> Option<Self::Item> {
         while !self.failed {
             if let Some(item) = self.back.pop_front() {
-                return self.emit(item);
+                return self.emit(item, false);
             }
             if !self.middle_done {
                 self.refill(Direction::Backward);
                 continue;
             }
             let item = self.front.pop_back()?;
-            return self.emit(item);
+            return self.emit(item, true);
         }
         None
     }

@@ -179,7 +179,12 @@ fn ends_with_valid_trailer(path: &Path) -> Result<bool> {
     let mut tail = vec![0u8; TRAILER_LEN];
     file.seek(SeekFrom::Start(len - TRAILER_LEN as u64)).map_err(|e| Error::io_at(path, "seek", e))?;
     file.read_exact(&mut tail).map_err(|e| Error::io_at(path, "read", e))?;
-    Ok(Trailer::decode_tail(&tail, len, path).is_ok())
+    match Trailer::decode_tail(&tail, len, path) {
+        Ok(_) => Ok(true),
+        // A whole trailer of a newer format: never mistake it for a torn tail and cut it.
+        Err(error @ Error::UnsupportedVersion { .. }) => Err(error),
+        Err(_) => Ok(false),
+    }
 }
 
 /// Reads and scans the active segment. `None` when the file is a torn creation (shorter

@@ -34,19 +34,23 @@ impl ReadView {
         if !version.is_live(self.now_ms) {
             return Ok(None);
         }
-        let record = self.resolve(shared, seq, version)?;
-        if record.key() != key {
-            return Err(Error::corruption(
-                self.path_of(shared, version),
-                u64::from(version.offset),
-                "record key differs from the index entry",
-            ));
-        }
-        Ok(Some(record))
+        self.resolve_keyed(shared, key, seq, version).map(Some)
     }
 
-    /// Reads the record a version points at, checking it is the version the index says.
-    pub(crate) fn resolve(&self, shared: &Shared, seq: u64, version: &Version) -> Result<Record> {
+    /// Reads the record a version of `key` points at, checking it is the record the index
+    /// says: same key, same seq, a put. A mismatch (a damaged hint, a bug) is corruption,
+    /// never served.
+    pub(crate) fn resolve_keyed(&self, shared: &Shared, key: &[u8], seq: u64, version: &Version) -> Result<Record> {
+        let record = self.resolve(shared, seq, version)?;
+        if record.key() != key {
+            let path = self.path_of(shared, version);
+            return Err(Error::corruption(path, u64::from(version.offset), "record key differs from the index entry"));
+        }
+        Ok(record)
+    }
+
+    /// Reads the record a version points at, checking seq and kind (not the key).
+    fn resolve(&self, shared: &Shared, seq: u64, version: &Version) -> Result<Record> {
         let offset = version.offset;
         let (record, view_seq, kind) = match self.table.get(version.segment_id) {
             Some(SegmentRef::Hot(hot)) => {
