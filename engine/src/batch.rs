@@ -107,7 +107,9 @@ pub(crate) fn validate(op: &WriteOp<'_>, embedding_dim: usize) -> Result<()> {
                 format!("dimension {} does not match the database's {embedding_dim}", embedding.len()),
             ));
         }
-        if let Some(i) = embedding.iter().position(|v| !v.is_finite()) {
+        // A branch-free pass (it vectorises); the position is looked up only on failure.
+        if !embedding.iter().fold(true, |all, v| all & v.is_finite()) {
+            let i = embedding.iter().position(|v| !v.is_finite()).unwrap_or(0);
             return Err(Error::invalid("embedding", format!("value {} at index {i} is not finite", embedding[i])));
         }
     }

@@ -7,6 +7,7 @@
 //!
 //! **API boundary:** everything `pub` here is re-exported by the `strata` crate.
 
+use std::collections::VecDeque;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +26,16 @@ use crate::read::{ReadView, Snapshot};
 use crate::segments::{SegmentRef, SegmentTable};
 use crate::snapshots::{Pin, SnapshotRegistry};
 use crate::{Batch, Durability, Error, Hit, Options, Record, Result, Search, Stats, Tier, VerifyReport};
+
+/// Deferred keys a leader re-prunes per group when no snapshot was released.
+const DEFERRED_PRUNE_PER_GROUP: usize = 8;
+
+/// How many times a group leader takes commits queued during its appends before its fsync.
+const LATE_JOIN_ROUNDS: usize = 2;
+
+fn lost_writer() -> Error {
+    Error::Poisoned { cause: "the log writer was lost to an earlier failure".into() }
+}
 
 /// How many times an unpinned `get` retries when pruning raced with it before it pins.
 const GET_RETRIES_UNPINNED: usize = 8;
@@ -51,7 +62,7 @@ pub(crate) struct Shared {
     pub(crate) writer: Mutex<Option<ActiveSegment>>,
     pub(crate) lock: Mutex<Option<DirLock>>,
     /// Keys whose superseded versions a snapshot kept, with the release count at that time.
-    deferred_prune: Mutex<(u64, Vec<Box<[u8]>>)>,
+    deferred_prune: Mutex<(u64, VecDeque<Box<[u8]>>)>,
     pub(crate) logical_bytes_written: AtomicU64,
     pub(crate) disk_bytes_written: AtomicU64,
 }
@@ -70,7 +81,7 @@ impl Shared {
             queue: CommitQueue::new(parts.last_seq),
             writer: Mutex::new(parts.writer),
             lock: Mutex::new(parts.lock),
-            deferred_prune: Mutex::new((0, Vec::new())),
+            deferred_prune: Mutex::new((0, VecDeque::new())),
             logical_bytes_written: AtomicU64::new(0),
             disk_bytes_written: AtomicU64::new(0),
         }
@@ -121,20 +132,26 @@ impl Shared {
     }
 
     /// One leader turn: write, make durable, publish, then release the queue.
-    fn lead(&self, group: Vec<PendingCommit>) {
-        let (Some(first), Some(last)) = (group.first().map(|c| c.seq), group.last().map(|c| c.seq)) else {
+    fn lead(&self, mut group: Vec<PendingCommit>) {
+        let Some(first) = group.first().map(|c| c.seq) else {
             self.queue.finish_group(0, 0, Ok(()));
             return;
         };
-        let outcome = self.write_group(&group).map_err(|e| e.to_string());
-        let published = outcome.is_ok();
-        self.queue.finish_group(last, first, outcome);
-        if published {
-            self.prune_after(&group);
+        let outcome = self.write_group(&mut group).map_err(|e| e.to_string());
+        let last = group.last().map_or(first, |c| c.seq);
+        match outcome {
+            Ok(superseding) => {
+                self.queue.finish_group(last, first, Ok(()));
+                self.prune_after(&group, &superseding);
+            }
+            Err(cause) => self.queue.finish_group(last, first, Err(cause)),
         }
     }
 
-    fn write_group(&self, group: &[PendingCommit]) -> Result<()> {
+    /// Writes the group (and any late joiners, which it appends to `group`), publishes it,
+    /// and returns the (commit, record) positions of records that superseded an older
+    /// version of their key — the only ones pruning needs to look at.
+    fn write_group(&self, group: &mut Vec<PendingCommit>) -> Result<Vec<(usize, usize)>> {
         let mut slot = self.writer();
         let placed = match self.append_group(&mut slot, group) {
             Ok(placed) => placed,
@@ -143,33 +160,50 @@ impl Shared {
                 return Err(e);
             }
         };
-        for (commit, (segment_id, base)) in group.iter().zip(placed) {
-            for view in &commit.views {
+        let mut superseding = Vec::new();
+        for (c, (commit, (segment_id, base))) in group.iter().zip(placed).enumerate() {
+            for (r, view) in commit.views.iter().enumerate() {
                 let version = Version::of_record(segment_id, base + view.start() as u32, view);
-                self.index.insert(&commit.bytes.bytes()[view.key.clone()], commit.seq, version);
+                if self.index.insert(&commit.bytes.bytes()[view.key.clone()], commit.seq, version) {
+                    superseding.push((c, r));
+                }
             }
         }
         let last = group.last().map_or(0, |c| c.seq);
         debug_assert!(last > self.visible_seq.load(Ordering::Relaxed));
         self.visible_seq.store(last, Ordering::Release);
-        Ok(())
+        Ok(superseding)
     }
 
     /// Appends the group (sealing and rolling segments as they fill) and runs the
-    /// durability step. Returns where each commit landed: (segment id, offset).
-    fn append_group(&self, slot: &mut Option<ActiveSegment>, group: &[PendingCommit]) -> Result<Vec<(u32, u32)>> {
+    /// durability step. Before an fsync, commits queued meanwhile join the group so they
+    /// share it (at most `LATE_JOIN_ROUNDS` times). Returns where each commit landed.
+    fn append_group(&self, slot: &mut Option<ActiveSegment>, group: &mut Vec<PendingCommit>) -> Result<Vec<(u32, u32)>> {
         let mut placed = Vec::with_capacity(group.len());
-        for commit in group {
-            let writer = slot.as_mut().ok_or_else(|| Error::Poisoned { cause: "the log writer was lost to an earlier failure".into() })?;
-            let base = writer.append_commit(commit.bytes.clone(), &commit.views)?;
-            placed.push((writer.segment_id, base));
-            self.logical_bytes_written.fetch_add(commit.logical_bytes, Ordering::Relaxed);
-            self.disk_bytes_written.fetch_add(commit.bytes.bytes().len() as u64, Ordering::Relaxed);
-            if writer.len() >= self.options.segment_bytes_max {
-                self.roll(slot)?;
+        for round in 0..=LATE_JOIN_ROUNDS {
+            if round > 0 {
+                let late = self.queue.take_late_joiners();
+                if late.is_empty() {
+                    break;
+                }
+                group.extend(late);
+            }
+            for commit in &group[placed.len()..] {
+                let writer = slot.as_mut().ok_or_else(lost_writer)?;
+                let base = writer.append_commit(commit.bytes.clone(), &commit.views)?;
+                placed.push((writer.segment_id, base));
+                self.logical_bytes_written.fetch_add(commit.logical_bytes, Ordering::Relaxed);
+                self.disk_bytes_written.fetch_add(commit.bytes.bytes().len() as u64, Ordering::Relaxed);
+                if writer.len() >= self.options.segment_bytes_max {
+                    self.roll(slot)?;
+                }
+            }
+            if self.options.durability != Durability::Sync {
+                break; // no fsync to share
             }
         }
-        let writer = slot.as_mut().ok_or_else(|| Error::Poisoned { cause: "the log writer was lost to an earlier failure".into() })?;
+        debug_assert_eq!(placed.len(), group.len());
+        let writer = slot.as_mut().ok_or_else(lost_writer)?;
         match self.options.durability {
             Durability::Sync => writer.sync()?,
             Durability::Flush => writer.flush()?,
@@ -195,12 +229,12 @@ impl Shared {
     }
 
     /// Drops the versions the group superseded that no reader can see any more.
-    fn prune_after(&self, group: &[PendingCommit]) {
-        let pins = self.snapshots.pins_with_visible(&self.visible_seq);
+    fn prune_after(&self, group: &[PendingCommit], superseding: &[(usize, usize)]) {
         let mut deferred = Vec::new();
-        for commit in group {
-            for view in &commit.views {
-                let key = &commit.bytes.bytes()[view.key.clone()];
+        if !superseding.is_empty() {
+            let pins = self.snapshots.pins_with_visible(&self.visible_seq);
+            for &(c, r) in superseding {
+                let key = &group[c].bytes.bytes()[group[c].views[r].key.clone()];
                 if self.index.prune(key, &pins) {
                     deferred.push(Box::from(key));
                 }
@@ -208,13 +242,16 @@ impl Shared {
         }
         let mut state = self.deferred_prune.lock().unwrap_or_else(|p| p.into_inner());
         let releases = self.snapshots.releases();
-        if state.0 != releases && !state.1.is_empty() {
-            // A snapshot went away since these were deferred: try them again.
-            state.0 = releases;
-            let retry = std::mem::take(&mut state.1);
-            for key in retry {
+        // Retry deferred keys: all of them when a snapshot went away, else a few per group
+        // (a version kept because a concurrent leader published past the pins frees soon).
+        let budget = if state.0 == releases { DEFERRED_PRUNE_PER_GROUP } else { state.1.len() };
+        state.0 = releases;
+        if budget > 0 && !state.1.is_empty() {
+            let pins = self.snapshots.pins_with_visible(&self.visible_seq);
+            for _ in 0..budget.min(state.1.len()) {
+                let Some(key) = state.1.pop_front() else { break };
                 if self.index.prune(&key, &pins) {
-                    state.1.push(key);
+                    state.1.push_back(key);
                 }
             }
         }

@@ -66,15 +66,47 @@ impl Version {
     }
 }
 
+/// Longest key stored inside the index node itself (no separate allocation, no second
+/// cache miss per skiplist level while seeking).
+const INLINE_KEY_LEN_MAX: usize = 22;
+
+/// A user key as the index stores it: inline when short, on the heap otherwise.
+enum StoredKey {
+    Inline { len: u8, bytes: [u8; INLINE_KEY_LEN_MAX] },
+    Heap(Box<[u8]>),
+}
+
+impl StoredKey {
+    fn new(key: &[u8]) -> StoredKey {
+        if key.len() <= INLINE_KEY_LEN_MAX {
+            let mut bytes = [0u8; INLINE_KEY_LEN_MAX];
+            bytes[..key.len()].copy_from_slice(key);
+            StoredKey::Inline { len: key.len() as u8, bytes }
+        } else {
+            StoredKey::Heap(key.into())
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            StoredKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            StoredKey::Heap(key) => key,
+        }
+    }
+}
+
 /// The owned key of an index entry.
 pub(crate) struct IndexKey {
-    user_key: Box<[u8]>,
+    user_key: StoredKey,
     seq: u64,
 }
 
+const _: () = assert!(INLINE_KEY_LEN_MAX <= u8::MAX as usize);
+const _: () = assert!(std::mem::size_of::<IndexKey>() == 32, "an index key is 32 bytes: seq + 24 for the key");
+
 impl IndexKey {
     pub(crate) fn user_key(&self) -> &[u8] {
-        &self.user_key
+        self.user_key.as_slice()
     }
     pub(crate) fn seq(&self) -> u64 {
         self.seq
@@ -90,7 +122,7 @@ pub(crate) trait KeyProbe {
 
 impl KeyProbe for IndexKey {
     fn probe_key(&self) -> &[u8] {
-        &self.user_key
+        self.user_key.as_slice()
     }
     fn probe_seq(&self) -> u64 {
         self.seq
@@ -220,8 +252,11 @@ fn as_dyn<'p, 'k>(bound: &'p Bound<Probe<'k>>) -> Bound<&'p (dyn KeyProbe + 'k)>
 }
 
 impl Index {
-    pub(crate) fn insert(&self, key: &[u8], seq: u64, version: Version) {
-        self.map.insert(IndexKey { user_key: key.into(), seq }, version);
+    /// Inserts a version; returns whether the key has an older version (pruning has
+    /// something to look at).
+    pub(crate) fn insert(&self, key: &[u8], seq: u64, version: Version) -> bool {
+        let entry = self.map.insert(IndexKey { user_key: StoredKey::new(key), seq }, version);
+        entry.next().is_some_and(|older| older.key().user_key() == key)
     }
 
     /// Number of entries (versions), for stats and tests.
@@ -356,6 +391,23 @@ mod tests {
 
     fn version(offset: u32, kind: VersionKind) -> Version {
         Version { segment_id: 1, offset, logical_bytes: 1, kind, expires_at_ms: 0 }
+    }
+
+    #[test]
+    fn inline_and_heap_keys_compare_as_their_bytes() {
+        let index = Index::default();
+        let long = vec![7u8; INLINE_KEY_LEN_MAX + 1];
+        let exact = vec![7u8; INLINE_KEY_LEN_MAX];
+        for key in [&long[..], &exact[..], b"", b"\x07"] {
+            assert!(!index.insert(key, 1, version(1, VersionKind::Put)), "first version of a key");
+        }
+        assert!(index.insert(&long, 2, version(2, VersionKind::Put)), "second version of the long key");
+        assert_eq!(index.newest_at(&long, 9).map(|(s, _)| s), Some(2));
+        assert_eq!(index.newest_at(&exact, 9).map(|(s, _)| s), Some(1));
+        let mut chunk = ScanChunk::default();
+        index.scan(Bound::Unbounded, Bound::Unbounded, 9, Direction::Forward, 10, &mut chunk);
+        let keys: Vec<&[u8]> = chunk.items.iter().map(|i| chunk.key(i)).collect();
+        assert_eq!(keys, vec![&b""[..], b"\x07", &exact[..], &long[..]]);
     }
 
     #[test]

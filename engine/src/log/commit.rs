@@ -32,6 +32,8 @@ struct QueueState {
     next_seq: u64,
     pending: Vec<PendingCommit>,
     leader_active: bool,
+    /// Writers blocked in `wait_or_lead` or `lead_remaining`.
+    waiters: usize,
     /// Every commit with seq <= this has finished (durable, or failed).
     finished_seq: u64,
     /// Commits with seq >= .0 failed, and the handle is poisoned with cause .1.
@@ -60,6 +62,7 @@ impl CommitQueue {
                 next_seq: last_seq + 1,
                 pending: Vec::new(),
                 leader_active: false,
+                waiters: 0,
                 finished_seq: last_seq,
                 failed_from: None,
                 closed: false,
@@ -121,8 +124,18 @@ impl CommitQueue {
                 state.leader_active = true;
                 return Turn::Lead(std::mem::take(&mut state.pending));
             }
+            state.waiters += 1;
             state = self.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+            state.waiters -= 1;
         }
+    }
+
+    /// For the active leader: takes commits queued since its turn began (they will share
+    /// its fsync). Never blocks.
+    pub(crate) fn take_late_joiners(&self) -> Vec<PendingCommit> {
+        let mut state = self.lock();
+        debug_assert!(state.leader_active);
+        std::mem::take(&mut state.pending)
     }
 
     /// Ends a leader's turn over a group whose newest seq is `last_seq`.
@@ -143,8 +156,11 @@ impl CommitQueue {
                 state.finished_seq = state.finished_seq.max(seq);
             }
         }
+        let anyone_waiting = state.waiters > 0;
         drop(state);
-        self.wake.notify_all();
+        if anyone_waiting {
+            self.wake.notify_all();
+        }
     }
 
     /// Refuses every later `submit`.
@@ -157,7 +173,9 @@ impl CommitQueue {
     pub(crate) fn lead_remaining(&self) -> Option<Vec<PendingCommit>> {
         let mut state = self.lock();
         while state.leader_active {
+            state.waiters += 1;
             state = self.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+            state.waiters -= 1;
         }
         if state.pending.is_empty() {
             return None;
