@@ -794,7 +794,13 @@ fn reads(root: &Path, workload: &Workload, config: &Config) -> Result<Vec<Figure
     let (hot_scan, _) = scans(&db, workload, &words, config.rounds, "hot")?;
     db.seal()?;
     let warm_gets = point_gets(&db, &map, &all_lookups, config.rounds, "warm")?;
+    // The same warm reads through a read-only handle that skips per-read checksums
+    // (`Options::verify_checksums(false)`): what the default's integrity check costs.
+    let unverified = Db::open(&root.join("reads"), bulk_options().read_only(true).verify_checksums(false))?;
+    let unverified_gets = point_gets(&unverified, &map, &all_lookups, config.rounds, "warm, no checksum")?;
     drop(map);
+    let (unverified_scan, _) = scans(&unverified, workload, &words, config.rounds, "warm, no checksum")?;
+    drop(unverified);
     let (warm_scan, touch) = scans(&db, workload, &words, config.rounds, "warm")?;
     eprintln!(
         "  per-round ratios: hot gets {}; warm gets {}; hot scan {}; warm scan {}",
@@ -810,6 +816,8 @@ fn reads(root: &Path, workload: &Workload, config: &Config) -> Result<Vec<Figure
         get_figure("3b. get, warm tier (after seal) / HashMap", &warm_gets),
         scan_figure("4a. iter(), hot tier / memory read bandwidth", &hot_scan),
         scan_figure("4b. iter(), warm tier / memory read bandwidth", &warm_scan),
+        get_figure("3c. get, warm, verify_checksums(false) / HashMap", &unverified_gets),
+        scan_figure("4c. iter(), warm, verify_checksums(false) / memory", &unverified_scan),
     ])
 }
 

@@ -367,8 +367,12 @@ impl Db {
         let mut seq = shared.visible_seq.load(Ordering::Acquire);
         for _ in 0..GET_RETRIES_UNPINNED {
             if let Some((found_seq, version)) = shared.index.newest_at(key, seq) {
-                let view = ReadView { seq, table: shared.segments.load_full(), now_ms: shared.now_ms() };
-                return view.resolve_live(shared, key, found_seq, &version);
+                // The clock is read only for a record with a TTL.
+                let now_ms = if version.expires_at_ms == 0 { 0 } else { shared.now_ms() };
+                if !version.is_live(now_ms) {
+                    return Ok(None);
+                }
+                return crate::read::resolve_keyed(shared, &shared.segments.load(), key, found_seq, &version).map(Some);
             }
             if !shared.index.contains_key(key) {
                 return Ok(None);

@@ -37,6 +37,7 @@ pub struct Options {
     pub(crate) durability: Durability,
     pub(crate) read_only: bool,
     pub(crate) segment_bytes_max: u64,
+    pub(crate) verify_checksums: bool,
     pub(crate) clock: Clock,
 }
 
@@ -63,6 +64,7 @@ impl Default for Options {
             durability: Durability::Sync,
             read_only: false,
             segment_bytes_max: limits::SEGMENT_BYTES_DEFAULT,
+            verify_checksums: true,
             clock: Clock(None),
         }
     }
@@ -76,6 +78,7 @@ impl std::fmt::Debug for Options {
             .field("durability", &self.durability)
             .field("read_only", &self.read_only)
             .field("segment_bytes_max", &self.segment_bytes_max)
+            .field("verify_checksums", &self.verify_checksums)
             .finish_non_exhaustive()
     }
 }
@@ -115,6 +118,14 @@ impl Options {
     /// Size at which the active log segment is sealed (hot → warm).
     pub fn segment_bytes_max(mut self, bytes: u64) -> Self {
         self.segment_bytes_max = bytes;
+        self
+    }
+
+    /// Verify each warm record's checksum on every read (default `true`, as RocksDB's
+    /// `verify_checksums`). With `false`, reads of sealed segments trust the bytes after the
+    /// structural checks; `Db::verify` and recovery still check every checksum.
+    pub fn verify_checksums(mut self, verify: bool) -> Self {
+        self.verify_checksums = verify;
         self
     }
 

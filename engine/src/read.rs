@@ -34,60 +34,41 @@ impl ReadView {
         if !version.is_live(self.now_ms) {
             return Ok(None);
         }
-        self.resolve_keyed(shared, key, seq, version).map(Some)
+        resolve_keyed(shared, &self.table, key, seq, version).map(Some)
     }
 
-    /// Reads the record a version of `key` points at, checking it is the record the index
-    /// says: same key, same seq, a put. A mismatch (a damaged hint, a bug) is corruption,
-    /// never served.
     pub(crate) fn resolve_keyed(&self, shared: &Shared, key: &[u8], seq: u64, version: &Version) -> Result<Record> {
-        let record = self.resolve(shared, seq, version)?;
-        if record.key() != key {
-            let path = self.path_of(shared, version);
-            return Err(Error::corruption(path, u64::from(version.offset), "record key differs from the index entry"));
-        }
-        Ok(record)
+        resolve_keyed(shared, &self.table, key, seq, version)
     }
+}
 
-    /// Reads the record a version points at, checking seq and kind (not the key).
-    fn resolve(&self, shared: &Shared, seq: u64, version: &Version) -> Result<Record> {
-        let offset = version.offset;
-        let (record, view_seq, kind) = match self.table.get(version.segment_id) {
-            Some(SegmentRef::Hot(hot)) => {
-                let (buffer, view) = hot.record(offset).ok_or_else(|| {
-                    Error::corruption(
-                        self.path_of(shared, version),
-                        u64::from(offset),
-                        "hot record missing from the active segment's mirror",
-                    )
-                })?;
-                (Record::new(Backing::Hot(buffer), &view), view.seq, view.kind)
-            }
-            Some(SegmentRef::Sealed(segment)) => {
-                let view = segment.record(offset)?;
-                (Record::new(Backing::Sealed(segment.clone()), &view), view.seq, view.kind)
-            }
-            None => {
-                return Err(Error::corruption(
-                    self.path_of(shared, version),
-                    u64::from(offset),
-                    "the index points into a segment that is not open",
-                ));
-            }
-        };
-        if view_seq != seq || kind != RecordKind::Put {
-            return Err(Error::corruption(
-                self.path_of(shared, version),
-                u64::from(offset),
-                format!("record at this offset is a {kind:?} of seq {view_seq}, the index expected a Put of seq {seq}"),
-            ));
+/// Reads the record a version of `key` points at in `table`, checking it is the record the
+/// index says: same key, same seq, a put. A mismatch (a damaged hint, a bug) is corruption,
+/// never served.
+pub(crate) fn resolve_keyed(shared: &Shared, table: &SegmentTable, key: &[u8], seq: u64, version: &Version) -> Result<Record> {
+    let offset = version.offset;
+    let path_of = || shared.dir.join(crate::io::fs::segment_file_name(version.segment_id));
+    let (record, view_seq, kind) = match table.get(version.segment_id) {
+        Some(SegmentRef::Hot(hot)) => {
+            let (buffer, view) = hot
+                .record(offset)
+                .ok_or_else(|| Error::corruption(path_of(), u64::from(offset), "hot record missing from the active segment's mirror"))?;
+            (Record::new(Backing::Hot(buffer), &view), view.seq, view.kind)
         }
-        Ok(record)
+        Some(SegmentRef::Sealed(segment)) => {
+            let view = segment.record(offset, shared.options.verify_checksums)?;
+            (Record::new(Backing::Sealed(segment.clone()), &view), view.seq, view.kind)
+        }
+        None => return Err(Error::corruption(path_of(), u64::from(offset), "the index points into a segment that is not open")),
+    };
+    if view_seq != seq || kind != RecordKind::Put {
+        let detail = format!("record at this offset is a {kind:?} of seq {view_seq}, the index expected a Put of seq {seq}");
+        return Err(Error::corruption(path_of(), u64::from(offset), detail));
     }
-
-    fn path_of(&self, shared: &Shared, version: &Version) -> std::path::PathBuf {
-        shared.dir.join(crate::io::fs::segment_file_name(version.segment_id))
+    if record.key() != key {
+        return Err(Error::corruption(path_of(), u64::from(offset), "record key differs from the index entry"));
     }
+    Ok(record)
 }
 
 /// A consistent view frozen at the moment it was taken: later writes, seals and

@@ -210,7 +210,7 @@ pub(crate) fn parse_trusted(bytes: &[u8], start: usize, embedding_dim: usize) ->
     parse_with(bytes, start, embedding_dim, cfg!(debug_assertions))
 }
 
-fn parse_with(bytes: &[u8], start: usize, embedding_dim: usize, verify: bool) -> Result<RecordView, ParseError> {
+pub(crate) fn parse_with(bytes: &[u8], start: usize, embedding_dim: usize, verify: bool) -> Result<RecordView, ParseError> {
     if !start.is_multiple_of(RECORD_ALIGN) {
         return Err(ParseError::Invalid(format!("record offset {start} is not {RECORD_ALIGN}-aligned")));
     }

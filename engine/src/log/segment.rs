@@ -59,13 +59,13 @@ impl SealedSegment {
         self.trailer.hint_entries(self.bytes(), &self.path)
     }
 
-    /// Reads and checksum-verifies the record at `offset`.
-    pub(crate) fn record(&self, offset: u32) -> Result<RecordView> {
+    /// Reads the record at `offset`, verifying its checksum when `verify_checksum`.
+    pub(crate) fn record(&self, offset: u32, verify_checksum: bool) -> Result<RecordView> {
         let records = &self.bytes()[..self.trailer.records_end as usize];
         if (offset as usize) < SEGMENT_HEADER_LEN {
             return Err(Error::corruption(&self.path, offset as u64, "record offset inside the segment header"));
         }
-        record::parse(records, offset as usize, self.embedding_dim)
+        record::parse_with(records, offset as usize, self.embedding_dim, verify_checksum)
             .map_err(|e| Error::corruption(&self.path, offset as u64, e.detail().to_string()))
     }
 
