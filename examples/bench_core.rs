@@ -796,7 +796,7 @@ fn reads(root: &Path, workload: &Workload, config: &Config) -> Result<Vec<Figure
     let warm_gets = point_gets(&db, &map, &all_lookups, config.rounds, "warm")?;
     // The same warm reads through a read-only handle that skips per-read checksums
     // (`Options::verify_checksums(false)`): what the default's integrity check costs.
-    let unverified = Db::open(&root.join("reads"), bulk_options().read_only(true).verify_checksums(false))?;
+    let unverified = Db::open(root.join("reads"), bulk_options().read_only(true).verify_checksums(false))?;
     let unverified_gets = point_gets(&unverified, &map, &all_lookups, config.rounds, "warm, no checksum")?;
     drop(map);
     let (unverified_scan, _) = scans(&unverified, workload, &words, config.rounds, "warm, no checksum")?;
