@@ -32,6 +32,8 @@ const DEFERRED_PRUNE_PER_GROUP: usize = 8;
 
 /// How many times a group leader takes commits queued during its appends before its fsync.
 const LATE_JOIN_ROUNDS: usize = 2;
+/// Most CPU yields a Sync leader spends waiting for the previous group's writers to rejoin.
+const JOIN_YIELDS_MAX: usize = 16;
 
 fn lost_writer() -> Error {
     Error::Poisoned { cause: "the log writer was lost to an earlier failure".into() }
@@ -63,6 +65,8 @@ pub(crate) struct Shared {
     pub(crate) lock: Mutex<Option<DirLock>>,
     /// Keys whose superseded versions a snapshot kept, with the release count at that time.
     deferred_prune: Mutex<(u64, VecDeque<Box<[u8]>>)>,
+    /// The writer threads of the last group (leader-only; see `take_late_joiners`).
+    previous_group_writers: Mutex<Vec<std::thread::ThreadId>>,
     pub(crate) logical_bytes_written: AtomicU64,
     pub(crate) disk_bytes_written: AtomicU64,
 }
@@ -82,6 +86,7 @@ impl Shared {
             writer: Mutex::new(parts.writer),
             lock: Mutex::new(parts.lock),
             deferred_prune: Mutex::new((0, VecDeque::new())),
+            previous_group_writers: Mutex::new(Vec::new()),
             logical_bytes_written: AtomicU64::new(0),
             disk_bytes_written: AtomicU64::new(0),
         }
@@ -180,9 +185,10 @@ impl Shared {
     /// share it (at most `LATE_JOIN_ROUNDS` times). Returns where each commit landed.
     fn append_group(&self, slot: &mut Option<ActiveSegment>, group: &mut Vec<PendingCommit>) -> Result<Vec<(u32, u32)>> {
         let mut placed = Vec::with_capacity(group.len());
+        let mut previous_writers = self.previous_group_writers.lock().unwrap_or_else(|p| p.into_inner());
         for round in 0..=LATE_JOIN_ROUNDS {
             if round > 0 {
-                let late = self.queue.take_late_joiners();
+                let late = self.take_late_joiners(group, &previous_writers);
                 if late.is_empty() {
                     break;
                 }
@@ -203,6 +209,9 @@ impl Shared {
             }
         }
         debug_assert_eq!(placed.len(), group.len());
+        previous_writers.clear();
+        previous_writers.extend(group.iter().map(|c| c.writer));
+        drop(previous_writers);
         let writer = slot.as_mut().ok_or_else(lost_writer)?;
         match self.options.durability {
             Durability::Sync => writer.sync()?,
@@ -210,6 +219,27 @@ impl Shared {
             Durability::None => {}
         }
         Ok(placed)
+    }
+
+    /// Commits queued since the group was taken. Under `Durability::Sync`, when writers of
+    /// the previous group are not in this one, they were just woken and are likely about to
+    /// commit again: the leader yields the CPU a few times so they can join this fsync
+    /// instead of waiting for the next one (the group-commit delay of MySQL and RocksDB,
+    /// bounded by `JOIN_YIELDS_MAX`, and skipped for a lone writer).
+    fn take_late_joiners(&self, group: &[PendingCommit], previous_writers: &[std::thread::ThreadId]) -> Vec<PendingCommit> {
+        let mut late = self.queue.take_late_joiners();
+        if self.options.durability != Durability::Sync {
+            return late;
+        }
+        let missing = |late: &[PendingCommit]| previous_writers.iter().any(|w| !group.iter().chain(late).any(|c| c.writer == *w));
+        for _ in 0..JOIN_YIELDS_MAX {
+            if !missing(&late) {
+                break;
+            }
+            std::thread::yield_now();
+            late.extend(self.queue.take_late_joiners());
+        }
+        late
     }
 
     /// Seals the active segment (hot → warm) and starts the next one. On error the slot

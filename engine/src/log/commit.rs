@@ -26,6 +26,9 @@ pub(crate) struct PendingCommit {
     pub(crate) bytes: Arc<AlignedBytes>,
     pub(crate) views: Vec<RecordView>,
     pub(crate) logical_bytes: u64,
+    /// The thread that submitted it (group commit waits a little for the previous group's
+    /// writers, see `Shared::append_group`).
+    pub(crate) writer: std::thread::ThreadId,
 }
 
 struct QueueState {
@@ -106,7 +109,8 @@ impl CommitQueue {
             record::stamp(&mut buffer.bytes_mut()[range], &mut view, seq, i == last, &body);
             views.push(view);
         }
-        state.pending.push(PendingCommit { seq, bytes: Arc::new(buffer.freeze()), views, logical_bytes });
+        let writer = std::thread::current().id();
+        state.pending.push(PendingCommit { seq, bytes: Arc::new(buffer.freeze()), views, logical_bytes, writer });
         Ok(seq)
     }
 
