@@ -16,6 +16,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use strata::{Db, Durability, Options};
 
+#[path = "support.rs"]
+mod support;
+use support::*;
+
 const EMBEDDING_DIM: usize = 768;
 const RECORDS_COUNT: usize = 2_000;
 const SYNC_PUT_CONTENT_LEN: usize = 64;
@@ -60,27 +64,6 @@ impl Workload {
 
 fn options(durability: Durability) -> Options {
     Options::new().embedding_dim(EMBEDDING_DIM).durability(durability)
-}
-
-fn copy_out(content: &[u8], embedding: &[f32], out: &mut (Vec<u8>, Vec<f32>)) {
-    out.0.clear();
-    out.0.extend_from_slice(content);
-    out.1.clear();
-    out.1.extend_from_slice(embedding);
-    black_box(&*out);
-}
-
-fn sum_bytes(bytes: &[u8]) -> u64 {
-    let mut chunks = bytes.chunks_exact(8);
-    let mut sum = 0u64;
-    for chunk in &mut chunks {
-        sum = sum.wrapping_add(u64::from_le_bytes(chunk.try_into().expect("chunks of 8")));
-    }
-    chunks.remainder().iter().fold(sum, |s, &b| s.wrapping_add(u64::from(b)))
-}
-
-fn sum_floats(floats: &[f32]) -> u64 {
-    u64::from(floats.iter().fold(0u32, |s, f| s.wrapping_add(f.to_bits())))
 }
 
 /// Times `iters` puts into a fresh database per sample (so disk use stays bounded), with

@@ -31,6 +31,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use strata::{Db, Durability, Options, Tier};
 
+#[path = "../benches/support.rs"]
+mod support;
+use support::*;
+
 const EMBEDDING_DIM: usize = 768;
 const CONTENT_LEN_MIN: usize = 64;
 const CONTENT_LEN_MAX: usize = 32 * 1024;
@@ -132,34 +136,6 @@ impl Workload {
         let per_record = |i: usize| self.keys[i].len() + self.contents[i].len() + EMBEDDING_DIM * 4;
         (0..self.len()).map(|i| per_record(i) as u64).sum()
     }
-}
-
-fn key_of(index: usize) -> Vec<u8> {
-    format!("doc/{index:08}").into_bytes()
-}
-
-/// Reads every byte: the sum of the slice as little-endian u64 words (vectorizes).
-fn sum_bytes(bytes: &[u8]) -> u64 {
-    let mut chunks = bytes.chunks_exact(8);
-    let mut sum = 0u64;
-    for chunk in &mut chunks {
-        sum = sum.wrapping_add(u64::from_le_bytes(chunk.try_into().expect("chunks of 8")));
-    }
-    chunks.remainder().iter().fold(sum, |s, &b| s.wrapping_add(u64::from(b)))
-}
-
-/// Reads every float: the sum of their bits as u32 lanes (vectorizes as well as `sum_bytes`).
-fn sum_floats(floats: &[f32]) -> u64 {
-    u64::from(floats.iter().fold(0u32, |s, f| s.wrapping_add(f.to_bits())))
-}
-
-/// A get's "use the record": copy content and embedding out, as a caller would.
-fn copy_out(content: &[u8], embedding: &[f32], out: &mut (Vec<u8>, Vec<f32>)) {
-    out.0.clear();
-    out.0.extend_from_slice(content);
-    out.1.clear();
-    out.1.extend_from_slice(embedding);
-    black_box(&*out);
 }
 
 // ---- results ---------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 //! Shared by the fuzz targets and by `tests/fuzz_corpus_replay.rs`: put arbitrary bytes
 //! where strata expects one of its files, then open (read-only and read-write), iterate,
 //! get, verify and stat. Any `Err` is fine; a panic, a hang or UB is a bug.
+#![allow(dead_code)] // each fuzz target calls one entry point; the replay test calls them all
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
