@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::Path;
 
-use crate::db::Shared;
+use crate::db::{PublishedState, Shared};
 use crate::io::fs;
 use crate::log::record::{self, RecordFields, RecordKind};
 use crate::segments::SegmentRef;
@@ -16,20 +16,7 @@ pub(crate) fn checkpoint(shared: &Shared, dest: &Path) -> Result<()> {
     if dest.exists() {
         return Err(Error::invalid("dest", format!("{} already exists; a checkpoint needs a new directory", dest.display())));
     }
-    // Under the writer lock no commit is half-written: flush, then capture the table, the
-    // active segment's end and the newest published seq together.
-    let (table, hot_end, last_seq) = {
-        let mut slot = shared.writer();
-        if let Some(writer) = slot.as_mut() {
-            writer.flush()?;
-        }
-        let table = shared.segments.load_full();
-        let hot_end = table.segments.values().find_map(|s| match s {
-            SegmentRef::Hot(hot) => Some(hot.end()),
-            SegmentRef::Sealed(_) => None,
-        });
-        (table, hot_end, shared.visible_seq.load(std::sync::atomic::Ordering::Acquire))
-    };
+    let PublishedState { table, hot_end, last_seq } = shared.published_state()?;
     std::fs::create_dir(dest).map_err(|e| Error::io_at(dest, "create checkpoint directory", e))?;
     copy_file(&shared.dir.join(crate::meta::META_FILE_NAME), &dest.join(crate::meta::META_FILE_NAME), None)?;
     for (segment_id, segment) in &table.segments {

@@ -107,6 +107,22 @@ impl Shared {
         (pin, view)
     }
 
+    /// Under the writer lock no commit is half-written: flushes the active segment so its
+    /// file holds every published byte, then captures the segment table, the active
+    /// segment's published end and the newest published seq together (verify, checkpoint).
+    pub(crate) fn published_state(&self) -> Result<PublishedState> {
+        let mut slot = self.writer();
+        if let Some(writer) = slot.as_mut() {
+            writer.flush()?;
+        }
+        let table = self.segments.load_full();
+        let hot_end = table.segments.values().find_map(|s| match s {
+            SegmentRef::Hot(hot) => Some(hot.end()),
+            SegmentRef::Sealed(_) => None,
+        });
+        Ok(PublishedState { table, hot_end, last_seq: self.visible_seq.load(Ordering::Acquire) })
+    }
+
     // ---- the write path ---------------------------------------------------------------
 
     fn commit(&self, ops: &[WriteOp<'_>]) -> Result<()> {
@@ -310,6 +326,14 @@ impl Shared {
         }
         self.queue.check_open()
     }
+}
+
+/// A consistent capture of what is published, from [`Shared::published_state`].
+pub(crate) struct PublishedState {
+    pub(crate) table: Arc<SegmentTable>,
+    /// End of the active segment's published bytes (`None` without an active segment).
+    pub(crate) hot_end: Option<u64>,
+    pub(crate) last_seq: u64,
 }
 
 /// What `open` assembled for `Shared::new`.

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::db::Shared;
+use crate::db::{PublishedState, Shared};
 use crate::io::fs;
 use crate::log::header::{SegmentHeader, SEGMENT_HEADER_LEN};
 use crate::log::record::{self, RecordKind};
@@ -22,20 +22,7 @@ pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
     report.files_checked += 1;
     report.bytes_checked += meta_bytes.len() as u64;
 
-    // Under the writer lock, flush so the active file holds every published byte, and take
-    // the table and the active segment's end together.
-    let (table, hot_end) = {
-        let mut slot = shared.writer();
-        if let Some(writer) = slot.as_mut() {
-            writer.flush()?;
-        }
-        let table = shared.segments.load_full();
-        let hot_end = table.segments.values().find_map(|s| match s {
-            SegmentRef::Hot(hot) => Some(hot.end()),
-            SegmentRef::Sealed(_) => None,
-        });
-        (table, hot_end)
-    };
+    let PublishedState { table, hot_end, .. } = shared.published_state()?;
     let mut seq_floor = 0;
     for (segment_id, segment) in &table.segments {
         match segment {
