@@ -19,8 +19,8 @@
 #![forbid(unsafe_code)]
 
 pub use strata_engine::{
-    repair, Batch, Db, Durability, Error, Hit, Iter, Metric, Options, Record, RepairReport, Result, Search, Snapshot, Stats, Tier,
-    TierStats, VerifyReport, FORMAT_VERSION_LATEST, FORMAT_VERSION_READ_MIN,
+    repair, Batch, BinaryColumn, ColdColumns, ColdSegment, Db, Durability, Error, Hit, Iter, Metric, Options, Record, RepairReport, Result,
+    Search, Snapshot, Stats, Tier, TierStats, VerifyReport, FORMAT_VERSION_LATEST, FORMAT_VERSION_READ_MIN,
 };
 
 /// Every bound strata enforces (also documented in `format-spec/limits.md`).
@@ -37,4 +37,5 @@ const _: () = {
     send_sync::<Iter>();
     send_sync::<Error>();
     send_sync::<Batch>();
+    send_sync::<ColdSegment>();
 };

@@ -141,6 +141,10 @@ enum Op {
         rev: bool,
     },
     Seal,
+    /// `compact()`; with `seal_first`, `seal()` before it so everything goes cold.
+    Compact {
+        seal_first: bool,
+    },
     Sync,
     TakeSnapshot,
     DropSnapshot(usize),
@@ -222,6 +226,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (target(), bound(), bound(), any::<bool>()).prop_map(|(target, lower, upper, rev)| Op::Range { target, lower, upper, rev }),
         4 => (target(), prefix(), any::<bool>()).prop_map(|(target, prefix, rev)| Op::Prefix { target, prefix, rev }),
         3 => Just(Op::Seal),
+        3 => any::<bool>().prop_map(|seal_first| Op::Compact { seal_first }),
         1 => Just(Op::Sync),
         2 => Just(Op::TakeSnapshot),
         1 => (0usize..SNAPSHOTS_MAX).prop_map(Op::DropSnapshot),
@@ -236,12 +241,19 @@ fn op() -> impl Strategy<Value = Op> {
 struct Setup {
     durability: Durability,
     segment_bytes_max: u64,
+    cold_segment_bytes_max: u64,
 }
 
 fn setup() -> impl Strategy<Value = Setup> {
     let durability = prop_oneof![8 => Just(Durability::None), 1 => Just(Durability::Flush), 1 => Just(Durability::Sync)];
     let segment_bytes_max = prop_oneof![4 => 4096u64..=16384, 1 => Just(64 * 1024 * 1024)];
-    (durability, segment_bytes_max).prop_map(|(durability, segment_bytes_max)| Setup { durability, segment_bytes_max })
+    // Small cold segments: compaction's output spans several files with disjoint key ranges.
+    let cold_segment_bytes_max = prop_oneof![1 => 4096u64..=8192, 1 => Just(1 << 30)];
+    (durability, segment_bytes_max, cold_segment_bytes_max).prop_map(|(durability, segment_bytes_max, cold_segment_bytes_max)| Setup {
+        durability,
+        segment_bytes_max,
+        cold_segment_bytes_max,
+    })
 }
 
 // ---- the harness -------------------------------------------------------------------
@@ -303,6 +315,7 @@ impl Harness {
             Op::Range { target, lower, upper, rev } => self.check_range(*target, lower.clone(), upper.clone(), None, *rev),
             Op::Prefix { target, prefix, rev } => self.check_range(*target, Bound::Unbounded, Bound::Unbounded, Some(prefix), *rev),
             Op::Seal => self.seal(),
+            Op::Compact { seal_first } => self.compact(*seal_first),
             Op::Sync => self.db().sync().expect("sync"),
             Op::TakeSnapshot => self.take_snapshot(),
             Op::DropSnapshot(n) => {
@@ -455,6 +468,23 @@ impl Harness {
         assert_eq!(self.db().stats().hot.records, 0, "after seal stats count no hot record");
     }
 
+    fn compact(&mut self, seal_first: bool) {
+        if seal_first {
+            self.db().seal().expect("seal");
+        }
+        self.db().compact().expect("compact");
+        assert_eq!(self.db().iter_tier(Tier::Warm).count(), 0, "after compact no live record is in the warm tier");
+        let stats = self.db().stats();
+        assert_eq!(stats.warm.records, 0, "after compact stats count no warm record");
+        if seal_first {
+            let want = live(&self.model, self.now());
+            assert_eq!(stats.cold.records, want.len() as u64, "seal + compact moves every live record to the cold tier");
+            let cold_rows: usize = self.db().cold_segments().iter().map(|s| s.rows()).sum();
+            assert_eq!(cold_rows, want.len(), "the cold tier holds one row per live key, nothing dropped or shadowed");
+        }
+        self.check_range(Target::Db, Bound::Unbounded, Bound::Unbounded, None, true);
+    }
+
     fn take_snapshot(&mut self) {
         if self.snapshots.len() == SNAPSHOTS_MAX {
             self.snapshots.remove(0);
@@ -501,9 +531,13 @@ impl Harness {
         let cold = collect(self.db().iter_tier(Tier::Cold));
         common::assert_strictly_ordered(&hot, false, "iter_tier(Hot)");
         common::assert_strictly_ordered(&warm, false, "iter_tier(Warm)");
-        assert!(cold.is_empty(), "nothing is cold without compaction");
-        assert_eq!((stats.hot.records, stats.warm.records, stats.cold.records), (hot.len() as u64, warm.len() as u64, 0));
-        let mut union: Vec<Entry> = hot.into_iter().chain(warm).collect();
+        common::assert_strictly_ordered(&cold, false, "iter_tier(Cold)");
+        assert_eq!(
+            (stats.hot.records, stats.warm.records, stats.cold.records),
+            (hot.len() as u64, warm.len() as u64, cold.len() as u64),
+            "stats per tier agree with iter_tier"
+        );
+        let mut union: Vec<Entry> = hot.into_iter().chain(warm).chain(cold).collect();
         union.sort();
         assert_eq!(union, want, "the tiers partition the live records");
         self.db().verify().expect("verify a healthy database");
@@ -525,7 +559,13 @@ impl Harness {
 }
 
 fn options(setup: &Setup, clock: &TestClock) -> Options {
-    clock.install(Options::new().embedding_dim(DIM).durability(setup.durability).segment_bytes_max(setup.segment_bytes_max))
+    clock.install(
+        Options::new()
+            .embedding_dim(DIM)
+            .durability(setup.durability)
+            .segment_bytes_max(setup.segment_bytes_max)
+            .cold_segment_bytes_max(setup.cold_segment_bytes_max),
+    )
 }
 
 fn bulk_ops(count: u16, stride: u16, delete: bool, ttl: bool) -> Vec<BatchOp> {
@@ -564,7 +604,7 @@ proptest! {
 /// harness itself (not only in the engine) shows up without relying on random cases.
 #[test]
 fn every_op_kind_runs_against_the_model() {
-    let setup = Setup { durability: Durability::Sync, segment_bytes_max: 4096 };
+    let setup = Setup { durability: Durability::Sync, segment_bytes_max: 4096, cold_segment_bytes_max: 4096 };
     let e = |x: f32| Some(vec![x, -0.0, f32::MIN_POSITIVE, f32::MAX]);
     let mut ops = vec![
         Op::Put { key: b"\x00".to_vec(), content: b"zero".to_vec(), embedding: e(1.0) },
@@ -588,8 +628,15 @@ fn every_op_kind_runs_against_the_model() {
         Op::Prefix { target: Target::Snapshot(0), prefix: b"\xff".to_vec(), rev: true },
         Op::Sync,
         Op::CheckStatsAndTiers,
+        Op::Compact { seal_first: false },
+        Op::CheckSnapshots,
+        Op::Get { target: Target::Snapshot(0), key: b"b".to_vec() },
         Op::Reopen { close_first: false },
         Op::CheckSnapshots,
+        Op::Put { key: b"b".to_vec(), content: b"fourth, over a cold version".to_vec(), embedding: None },
+        Op::Delete { key: b"\xff\xff".to_vec() },
+        Op::Compact { seal_first: true },
+        Op::CheckStatsAndTiers,
         Op::DropSnapshot(0),
         Op::Iter { target: Target::Db, rev: true },
     ];

@@ -1,11 +1,13 @@
 //! `Db::checkpoint`: a consistent copy of the database in a new directory, taken online.
-//! Sealed segments are hard-linked (they never change) or copied; the active segment is
+//! Sealed and cold segments are hard-linked (they never change) or copied, and the copy
+//! gets its own `MANIFEST`; the active segment is
 //! copied up to the last published commit and closed with a clean-close mark.
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::Path;
 
+use crate::cold::layout::cold_file_name;
 use crate::db::{PublishedState, Shared};
 use crate::io::fs;
 use crate::log::record::{self, RecordFields, RecordKind};
@@ -16,18 +18,26 @@ pub(crate) fn checkpoint(shared: &Shared, dest: &Path) -> Result<()> {
     if dest.exists() {
         return Err(Error::invalid("dest", format!("{} already exists; a checkpoint needs a new directory", dest.display())));
     }
-    let PublishedState { table, hot_end, last_seq } = shared.published_state()?;
+    let PublishedState { table, hot_end, last_seq, mut manifest } = shared.published_state()?;
     std::fs::create_dir(dest).map_err(|e| Error::io_at(dest, "create checkpoint directory", e))?;
     copy_file(&shared.dir.join(crate::meta::META_FILE_NAME), &dest.join(crate::meta::META_FILE_NAME), None)?;
+    for cold in &table.cold.segments {
+        let name = cold_file_name(cold.cold_id);
+        link_or_copy(&cold.path, &dest.join(name))?;
+    }
+    if manifest.generation > 0 {
+        // The copy's own manifest: the same cold tier, the log segments copied below.
+        manifest.logs = table.segments.keys().copied().filter(|id| !table.retired.contains(id) && *id >= manifest.log_floor).collect();
+        manifest.write(dest)?;
+    }
     for (segment_id, segment) in &table.segments {
+        if table.retired.contains(segment_id) {
+            continue; // compacted into the cold tier copied above
+        }
         let name = fs::segment_file_name(*segment_id);
         let (from, to) = (shared.dir.join(&name), dest.join(&name));
         match segment {
-            SegmentRef::Sealed(_) => {
-                if std::fs::hard_link(&from, &to).is_err() {
-                    copy_file(&from, &to, None)?;
-                }
-            }
+            SegmentRef::Sealed(_) => link_or_copy(&from, &to)?,
             SegmentRef::Hot(_) => {
                 let end = hot_end.unwrap_or(crate::log::header::SEGMENT_HEADER_LEN as u64);
                 let mut file = copy_file(&from, &to, Some(end))?;
@@ -41,6 +51,14 @@ pub(crate) fn checkpoint(shared: &Shared, dest: &Path) -> Result<()> {
     fs::sync_dir(dest)?;
     if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// Hard-links an immutable file into the checkpoint, or copies it across file systems.
+fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
+    if std::fs::hard_link(from, to).is_err() {
+        copy_file(from, to, None)?;
     }
     Ok(())
 }

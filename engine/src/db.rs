@@ -10,18 +10,20 @@
 use std::collections::VecDeque;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
 use crate::batch::{self, PutFields, WriteOp};
+use crate::compact::Retirement;
 use crate::index::{Index, Version};
-use crate::io::fs::DirLock;
+use crate::io::fs::{self, DirLock};
 use crate::iter::{Iter, KeyRange};
 use crate::log::commit::{CommitQueue, PendingCommit, Turn};
 use crate::log::writer::ActiveSegment;
+use crate::manifest::Manifest;
 use crate::read::{ReadView, Snapshot};
 use crate::segments::{SegmentRef, SegmentTable};
 use crate::snapshots::{Pin, SnapshotRegistry};
@@ -69,6 +71,15 @@ pub(crate) struct Shared {
     previous_group_writers: Mutex<Vec<std::thread::ThreadId>>,
     pub(crate) logical_bytes_written: AtomicU64,
     pub(crate) disk_bytes_written: AtomicU64,
+    /// The manifest as last written (or read at open).
+    pub(crate) manifest: Mutex<Manifest>,
+    /// Held for the whole of a compaction: one at a time.
+    pub(crate) compaction: Mutex<()>,
+    /// Compactions whose old segments readers may still need (`finish_retirements`).
+    pub(crate) retirements: Mutex<Vec<Retirement>>,
+    pub(crate) retirement_pending: AtomicBool,
+    /// Files left by an interrupted compaction that open removed.
+    pub(crate) orphans_removed: u64,
 }
 
 impl Shared {
@@ -89,6 +100,11 @@ impl Shared {
             previous_group_writers: Mutex::new(Vec::new()),
             logical_bytes_written: AtomicU64::new(0),
             disk_bytes_written: AtomicU64::new(0),
+            manifest: Mutex::new(parts.manifest),
+            compaction: Mutex::new(()),
+            retirements: Mutex::new(Vec::new()),
+            retirement_pending: AtomicBool::new(false),
+            orphans_removed: parts.orphans_removed,
         }
     }
 
@@ -120,7 +136,53 @@ impl Shared {
             SegmentRef::Hot(hot) => Some(hot.end()),
             SegmentRef::Sealed(_) => None,
         });
-        Ok(PublishedState { table, hot_end, last_seq: self.visible_seq.load(Ordering::Acquire) })
+        let manifest = self.manifest.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Ok(PublishedState { table, hot_end, last_seq: self.visible_seq.load(Ordering::Acquire), manifest })
+    }
+
+    // ---- retiring compacted segments ---------------------------------------------------
+
+    /// Finishes the compactions whose old segments no reader can need any more: no segment
+    /// table holding the cold set they replaced is alive, and no reader is pinned below the
+    /// newest seq they compacted. Then their index entries go, then the segments leave the
+    /// table, then their files are deleted. Cheap when nothing is pending.
+    pub(crate) fn finish_retirements(&self) -> Result<()> {
+        if !self.retirement_pending.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut pending = self.retirements.lock().unwrap_or_else(|p| p.into_inner());
+        let oldest_pin = self.snapshots.oldest();
+        let (ready, waiting): (Vec<Retirement>, Vec<Retirement>) = std::mem::take(&mut *pending)
+            .into_iter()
+            .partition(|r| Arc::strong_count(&r.replaced_cold) == 1 && oldest_pin.is_none_or(|pin| pin >= r.seq_max));
+        *pending = waiting;
+        self.retirement_pending.store(!pending.is_empty(), Ordering::Release);
+        drop(pending);
+        if ready.is_empty() {
+            return Ok(());
+        }
+        let log_ids: std::collections::BTreeSet<u32> = ready.iter().flat_map(|r| r.log_ids.iter().copied()).collect();
+        self.index.remove_segments(&log_ids);
+        {
+            let _writer = self.writer();
+            let mut next = (**self.segments.load()).clone();
+            for id in &log_ids {
+                next.segments.remove(id);
+                next.retired.remove(id);
+            }
+            self.segments.store(Arc::new(next));
+        }
+        let mut first_error = None;
+        for path in ready.iter().flat_map(|r| r.files.iter()) {
+            if let Err(e) = std::fs::remove_file(path) {
+                if e.kind() != std::io::ErrorKind::NotFound && first_error.is_none() {
+                    first_error = Some(Error::io_at(path, "remove compacted segment", e));
+                }
+            }
+        }
+        // A deletion that does not reach the disk leaves an orphan that open removes.
+        fs::sync_dir(&self.dir)?;
+        first_error.map_or(Ok(()), Err)
     }
 
     // ---- the write path ---------------------------------------------------------------
@@ -167,6 +229,9 @@ impl Shared {
             }
             Err(cause) => self.queue.finish_group(last, first, Err(cause)),
         }
+        // Compacted segments waiting on readers: an error here fails no write (the files
+        // become orphans that open removes).
+        let _ = self.finish_retirements();
     }
 
     /// Writes the group (and any late joiners, which it appends to `group`), publishes it,
@@ -305,6 +370,8 @@ impl Shared {
     }
 
     fn close(&self) -> Result<()> {
+        // Best effort: what cannot be retired now is removed as orphans by the next open.
+        let _ = self.finish_retirements();
         self.queue.close();
         while let Some(group) = self.queue.lead_remaining() {
             self.lead(group);
@@ -320,7 +387,7 @@ impl Shared {
         result
     }
 
-    fn check_writable(&self) -> Result<()> {
+    pub(crate) fn check_writable(&self) -> Result<()> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
@@ -334,6 +401,9 @@ pub(crate) struct PublishedState {
     /// End of the active segment's published bytes (`None` without an active segment).
     pub(crate) hot_end: Option<u64>,
     pub(crate) last_seq: u64,
+    /// The manifest the table was published with (compaction publishes both under the
+    /// writer lock).
+    pub(crate) manifest: Manifest,
 }
 
 /// What `open` assembled for `Shared::new`.
@@ -343,6 +413,8 @@ pub(crate) struct SharedParts {
     pub(crate) last_seq: u64,
     pub(crate) writer: Option<ActiveSegment>,
     pub(crate) lock: Option<DirLock>,
+    pub(crate) manifest: Manifest,
+    pub(crate) orphans_removed: u64,
 }
 
 impl Db {
@@ -404,7 +476,8 @@ impl Db {
             self.shared.queue.poison(e.to_string());
             return Err(e);
         }
-        Ok(())
+        drop(slot);
+        self.shared.finish_retirements()
     }
 
     /// Flushes, fsyncs, writes the clean-close mark and releases the write lock. Later
@@ -426,18 +499,26 @@ impl Db {
                 if !version.is_live(now_ms) {
                     return Ok(None);
                 }
-                return crate::read::resolve_keyed(shared, &shared.segments.load(), key, found_seq, &version).map(Some);
+                let table = shared.segments.load();
+                if table.get(version.segment_id).is_none() {
+                    // Its segment was compacted and retired since the lookup: the entry is
+                    // gone from the index too, and the record is in the cold tier. Look again.
+                    continue;
+                }
+                return crate::read::resolve_keyed(shared, &table, key, found_seq, &version).map(Some);
             }
-            if !shared.index.contains_key(key) {
-                return Ok(None);
+            if shared.index.contains_key(key) {
+                // Only newer versions exist: either the key is new since `seq`, or pruning
+                // removed the version `seq` saw because the visible seq moved on. Re-read it.
+                let now = shared.visible_seq.load(Ordering::Acquire);
+                if now != seq {
+                    seq = now;
+                    continue;
+                }
             }
-            // Only newer versions exist: either the key is new since `seq`, or pruning
-            // removed the version `seq` saw because the visible seq moved on. Re-read it.
-            let now = shared.visible_seq.load(Ordering::Acquire);
-            if now == seq {
-                return Ok(None);
-            }
-            seq = now;
+            // No version in the index at `seq`: the cold tier of a table loaded after the
+            // lookup (a retirement removes index entries only after publishing their cold set).
+            return crate::read::get_cold(shared, &shared.segments.load(), key, None, None);
         }
         let (_pin, view) = shared.pinned_view();
         view.get(shared, key)
@@ -466,6 +547,12 @@ impl Db {
         Iter::new(self.shared.clone(), pin, view, KeyRange { lower: Bound::Unbounded, upper: Bound::Unbounded }, Some(tier))
     }
 
+    /// The cold tier's segments as they are now, ascending by key range, each viewable as
+    /// zero-copy Arrow-layout columns (`ColdSegment::columns`).
+    pub fn cold_segments(&self) -> Vec<crate::ColdSegment> {
+        self.shared.segments.load().cold.segments.iter().map(|f| crate::ColdSegment::new(f.clone())).collect()
+    }
+
     /// A consistent, frozen view of the database as of now.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot::new(self.shared.clone())
@@ -487,10 +574,13 @@ impl Db {
 
     // ---- maintenance ------------------------------------------------------------------
 
-    /// Moves warm data to the cold tier (the cold-tier issue).
+    /// Moves every sealed (warm) segment into the cold tier and merges the cold tier:
+    /// keeps the newest version of each key, drops overwritten versions, deletions and
+    /// expired records, and publishes the result atomically. Blocks until done. The active
+    /// segment is not touched: `seal()` first to move everything. Snapshots and iterators
+    /// taken before keep reading what they saw; the old files are deleted once they are gone.
     pub fn compact(&self) -> Result<()> {
-        self.shared.check_writable()?;
-        Err(Error::Unsupported { operation: "compact" })
+        crate::compact::compact(&self.shared)
     }
 
     /// Counters: live records and bytes, disk bytes, amplification, per-tier figures.

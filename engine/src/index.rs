@@ -372,15 +372,13 @@ impl Index {
         }
     }
 
-    /// Calls `f` with the newest version <= `at_seq` of every key, ascending.
-    pub(crate) fn for_each_at(&self, at_seq: u64, mut f: impl FnMut(&[u8], u64, &Version)) {
-        let mut last: Option<crossbeam_skiplist::map::Entry<'_, IndexKey, Version>> = None;
+    /// Removes every version stored in one of `segment_ids` (segments compacted into the
+    /// cold tier, which now holds what a reader can still ask for).
+    pub(crate) fn remove_segments(&self, segment_ids: &std::collections::BTreeSet<u32>) {
         for entry in self.map.iter() {
-            if last.as_ref().is_some_and(|l| l.key().user_key() == entry.key().user_key()) || entry.key().seq() > at_seq {
-                continue;
+            if segment_ids.contains(&entry.value().segment_id) {
+                entry.remove();
             }
-            f(entry.key().user_key(), entry.key().seq(), entry.value());
-            last = Some(entry);
         }
     }
 }

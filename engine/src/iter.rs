@@ -1,14 +1,18 @@
 //! `Iter`: live records in key order, forwards and backwards, against one pinned view.
 //!
-//! The iterator owns what it needs (no borrow of the `Db`): it walks the index in chunks of
-//! `CHUNK_KEYS` keys, re-seeking after each chunk, so it never holds skiplist entries
-//! across calls. Two chunk buffers (front and back) let `next` and `next_back` meet in
-//! the middle without yielding a key twice.
+//! The iterator owns what it needs (no borrow of the `Db`): it walks the index (hot and
+//! warm versions) and the cold set's key columns in chunks of up to `CHUNK_KEYS` keys each,
+//! re-seeking after each chunk, so it never holds skiplist entries across calls. A chunk
+//! is merged by key: an index version shadows the cold row of the same key (the index
+//! only holds versions newer than the cold tier's), and a tombstone shadows it too. Two
+//! chunk buffers (front and back) let `next` and `next_back` meet in the middle without
+//! yielding a key twice.
 
 use std::collections::VecDeque;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
+use crate::cold::set::ColdRow;
 use crate::db::Shared;
 use crate::index::{Direction, ScanChunk, ScanItem};
 use crate::read::ReadView;
@@ -56,13 +60,20 @@ pub struct Iter {
     remaining: KeyRange,
     middle_done: bool,
     /// Ascending items collected by `next`; `next_back` may take from its end.
-    front: VecDeque<ScanItem>,
+    front: VecDeque<Item>,
     /// Keys of the `front` items (refilled only when `front` is empty).
     front_keys: Vec<u8>,
     /// Descending items collected by `next_back`; `next` may take from its end.
-    back: VecDeque<ScanItem>,
+    back: VecDeque<Item>,
     back_keys: Vec<u8>,
     failed: bool,
+}
+
+/// One merged entry of a chunk: an index version or a cold row.
+#[derive(Clone, Debug)]
+enum Item {
+    Index(ScanItem),
+    Cold(ColdRow),
 }
 
 impl Iter {
@@ -89,44 +100,109 @@ impl Iter {
     }
 
     fn refill(&mut self, direction: Direction) {
+        let forward = direction == Direction::Forward;
         let mut chunk = ScanChunk::default();
+        let mut cold_rows = Vec::new();
         let lower = self.remaining.lower.as_ref().map(Vec::as_slice);
         let upper = self.remaining.upper.as_ref().map(Vec::as_slice);
-        let stopped_at = self.shared.index.scan(lower, upper, self.view.seq, direction, CHUNK_KEYS, &mut chunk);
-        let ScanChunk { items, keys } = chunk;
-        let (now, table) = (self.view.now_ms, &self.view.table);
-        let tier = self.tier;
-        let wanted = |item: &ScanItem| {
-            item.version.is_live(now) && tier.is_none_or(|t| table.get(item.version.segment_id).is_some_and(|s| s.tier() == t))
+        let index_stop = self.shared.index.scan(lower, upper, self.view.seq, direction, CHUNK_KEYS, &mut chunk);
+        let cold = &self.view.table.cold;
+        let cold_stop = if cold.segments.is_empty() { None } else { cold.scan(lower, upper, forward, CHUNK_KEYS, &mut cold_rows) };
+        // Both sources are complete up to the nearer of their stops; beyond it, the next chunk.
+        let boundary = match (index_stop, cold_stop) {
+            (None, None) => None,
+            (Some(stop), None) | (None, Some(stop)) => Some(stop),
+            (Some(a), Some(b)) => Some(if (a <= b) == forward { a } else { b }),
         };
-        match direction {
-            Direction::Forward => {
-                debug_assert!(self.front.is_empty(), "the front keys are replaced only when no front item needs them");
-                self.front.extend(items.into_iter().filter(wanted));
-                self.front_keys = keys;
-                match stopped_at {
-                    Some(key) => self.remaining.lower = Bound::Excluded(key),
-                    None => self.middle_done = true,
+        let ScanChunk { items, keys } = chunk;
+        let within = |key: &[u8]| boundary.as_deref().is_none_or(|b| if forward { key <= b } else { key >= b });
+        let (now, seq, table, tier) = (self.view.now_ms, self.view.seq, &self.view.table, self.tier);
+        let index_wanted =
+            |item: &ScanItem| item.version.is_live(now) && tier.is_none_or(|t| table.tier_of(item.version.segment_id) == Some(t));
+        let cold_wanted = |row: ColdRow| {
+            let segment = cold.segment(row);
+            segment.seq(row.row as usize) <= seq && segment.is_live(row.row as usize, now) && tier.is_none_or(|t| t == Tier::Cold)
+        };
+        let mut merged = Vec::with_capacity(items.len() + cold_rows.len());
+        let mut index_items = items.into_iter().filter(|i| within(&keys[i.key.clone()])).peekable();
+        let mut cold_items = cold_rows.into_iter().filter(|&r| within(cold.key(r))).peekable();
+        loop {
+            let order = match (index_items.peek(), cold_items.peek()) {
+                (None, None) => break,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some(i), Some(&c)) => {
+                    let order = keys[i.key.clone()].cmp(cold.key(c));
+                    if forward {
+                        order
+                    } else {
+                        order.reverse()
+                    }
                 }
-            }
-            Direction::Backward => {
-                debug_assert!(self.back.is_empty(), "the back keys are replaced only when no back item needs them");
-                self.back.extend(items.into_iter().filter(wanted));
-                self.back_keys = keys;
-                match stopped_at {
-                    Some(key) => self.remaining.upper = Bound::Excluded(key),
-                    None => self.middle_done = true,
+            };
+            if order.is_le() {
+                let Some(item) = index_items.next() else { break };
+                if order.is_eq() {
+                    cold_items.next(); // shadowed by the newer version (or deletion) in the index
+                }
+                if index_wanted(&item) {
+                    merged.push(Item::Index(item));
+                }
+            } else if let Some(row) = cold_items.next() {
+                if cold_wanted(row) {
+                    merged.push(Item::Cold(row));
                 }
             }
         }
+        let (queue, arena) = if forward { (&mut self.front, &mut self.front_keys) } else { (&mut self.back, &mut self.back_keys) };
+        debug_assert!(queue.is_empty(), "a chunk's keys are replaced only when no item of it is left");
+        queue.extend(merged);
+        *arena = keys;
+        match boundary {
+            Some(key) if forward => self.remaining.lower = Bound::Excluded(key),
+            Some(key) => self.remaining.upper = Bound::Excluded(key),
+            None => self.middle_done = true,
+        }
     }
 
-    /// Resolves an item whose key is in `keys`; the record must carry that key.
-    fn emit(&mut self, item: ScanItem, from_front: bool) -> Option<Result<Record>> {
-        let key = if from_front { &self.front_keys[item.key.clone()] } else { &self.back_keys[item.key.clone()] };
-        let result = self.view.resolve_keyed(&self.shared, key, item.seq, &item.version);
+    /// Resolves an item; an index item's key is in the keys of the chunk it came from.
+    fn emit(&mut self, item: Item, from_front: bool) -> Option<Result<Record>> {
+        let result = match item {
+            Item::Index(item) => {
+                let key = if from_front { &self.front_keys[item.key.clone()] } else { &self.back_keys[item.key.clone()] };
+                self.view.resolve_keyed(&self.shared, key, item.seq, &item.version)
+            }
+            Item::Cold(row) => self.view.resolve_cold(&self.shared, row),
+        };
         self.failed = result.is_err();
         Some(result)
+    }
+}
+
+impl Iter {
+    /// The next live entry's tier and logical bytes, without reading the record (stats).
+    pub(crate) fn next_meta(&mut self) -> Option<(Tier, u64)> {
+        loop {
+            if let Some(item) = self.front.pop_front() {
+                let table = &self.view.table;
+                return Some(match item {
+                    Item::Index(item) => {
+                        (table.tier_of(item.version.segment_id).unwrap_or(Tier::Warm), u64::from(item.version.logical_bytes))
+                    }
+                    Item::Cold(row) => {
+                        let segment = table.cold.segment(row);
+                        let r = row.row as usize;
+                        let bytes =
+                            segment.key_range(r).len() + segment.content_range(r).len() + segment.embedding_range(r).map_or(0, |e| e.len());
+                        (Tier::Cold, bytes as u64)
+                    }
+                });
+            }
+            if self.middle_done {
+                return None;
+            }
+            self.refill(Direction::Forward);
+        }
     }
 }
 

@@ -1,10 +1,13 @@
 //! strata-engine: the storage engine behind the `strata` crate — log segments (hot and
-//! warm tiers), the in-memory index, group commit, recovery, snapshots.
+//! warm tiers), columnar cold segments and compaction, the in-memory index, group commit,
+//! recovery, snapshots.
 //! `ARCHITECTURE.md` at the repository root maps this crate.
 #![deny(unsafe_code)]
 
 mod batch;
 mod checkpoint;
+mod cold;
+mod compact;
 mod db;
 mod error;
 mod format;
@@ -13,6 +16,7 @@ mod io;
 mod iter;
 pub mod limits;
 mod log;
+mod manifest;
 mod meta;
 mod open;
 mod options;
@@ -25,6 +29,7 @@ mod stats;
 mod verify;
 
 pub use batch::Batch;
+pub use cold::columns::{BinaryColumn, ColdColumns, ColdSegment};
 pub use db::Db;
 pub use error::{Error, Result};
 pub use format::{FORMAT_VERSION_LATEST, FORMAT_VERSION_READ_MIN};

@@ -5,6 +5,9 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::cold::layout::{cold_file_name, parse_cold_file_name};
+use crate::cold::segment::ColdFile;
+use crate::cold::set::ColdSet;
 use crate::db::{Db, Shared, SharedParts};
 use crate::index::{Index, Version};
 use crate::io::aligned::{AlignedBytes, AlignedVec};
@@ -15,6 +18,7 @@ use crate::log::recovery::{self, ScannedSegment};
 use crate::log::segment::SealedSegment;
 use crate::log::trailer::{Trailer, TRAILER_LEN};
 use crate::log::writer::{ActiveSegment, ResumedSegment};
+use crate::manifest::Manifest;
 use crate::meta::Meta;
 use crate::segments::{SegmentRef, SegmentTable};
 use crate::{Error, Options, Result};
@@ -23,8 +27,13 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Db> {
     options.validate()?;
     prepare_dir(dir, options.read_only)?;
     let lock = if options.read_only { None } else { Some(DirLock::acquire(dir)?) };
-    let segment_files = fs::list_segments(dir)?;
-    let meta = read_or_create_meta(dir, &options, segment_files.is_empty())?;
+    let stored_manifest = Manifest::read(dir)?;
+    let is_new = stored_manifest.is_none() && fs::list_segments(dir)?.is_empty();
+    let meta = read_or_create_meta(dir, &options, is_new)?;
+    let manifest = stored_manifest.unwrap_or_default();
+    let live = live_files(dir, &manifest)?;
+    let orphans_removed = if options.read_only { 0 } else { remove_orphans(dir, &live.orphans)? };
+    let segment_files = live.logs;
     let embedding_dim = meta.embedding_dim as usize;
     if let Some(wanted) = options.embedding_dim.filter(|&d| d != embedding_dim) {
         return Err(Error::invalid(
@@ -32,10 +41,12 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Db> {
             format!("the database at {} has dimension {embedding_dim}, not {wanted}", dir.display()),
         ));
     }
-    let loaded = load_segments(&segment_files, embedding_dim)?;
-    let (index, last_seq) = build_index(&loaded, embedding_dim)?;
+    let cold = load_cold(dir, &manifest, embedding_dim)?;
+    let loaded = load_segments(&segment_files, embedding_dim, manifest.seq_max)?;
+    let (index, mut last_seq) = build_index(&loaded, embedding_dim)?;
+    last_seq = last_seq.max(manifest.seq_max);
 
-    let mut table = SegmentTable::default();
+    let mut table = SegmentTable { cold: Arc::new(cold), ..SegmentTable::default() };
     for segment in &loaded.sealed {
         table.segments.insert(segment.segment_id, SegmentRef::Sealed(segment.clone()));
     }
@@ -66,7 +77,7 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Db> {
     if let Some(writer) = &writer {
         table.segments.insert(writer.segment_id, SegmentRef::Hot(writer.hot.clone()));
     }
-    let parts = SharedParts { index, table, last_seq, writer, lock };
+    let parts = SharedParts { index, table, last_seq, writer, lock, manifest, orphans_removed };
     Ok(Db { shared: Arc::new(Shared::new(dir.to_path_buf(), options, embedding_dim, parts)) })
 }
 
@@ -100,12 +111,104 @@ struct LoadedSegments {
     torn_creation: Option<u32>,
 }
 
-fn load_segments(segment_files: &[(u32, PathBuf)], embedding_dim: usize) -> Result<LoadedSegments> {
+/// The files the manifest makes live, and the orphans of an interrupted compaction.
+struct LiveFiles {
+    logs: Vec<(u32, PathBuf)>,
+    orphans: Vec<PathBuf>,
+}
+
+/// Classifies the directory's files against the manifest: log segments below its
+/// `log_floor` and cold segments it does not list are orphans, as is a `MANIFEST.tmp`.
+/// A file the manifest lists that is missing is corruption.
+fn live_files(dir: &Path, manifest: &Manifest) -> Result<LiveFiles> {
+    let manifest_path = dir.join(crate::manifest::MANIFEST_FILE_NAME);
+    let mut live = LiveFiles { logs: Vec::new(), orphans: Vec::new() };
+    for (id, path) in fs::list_segments(dir)? {
+        if id < manifest.log_floor {
+            live.orphans.push(path);
+        } else {
+            live.logs.push((id, path));
+        }
+    }
+    for id in &manifest.logs {
+        if !live.logs.iter().any(|(live_id, _)| live_id == id) {
+            return Err(Error::corruption(
+                &manifest_path,
+                0,
+                format!("MANIFEST lists log segment {}, which is missing", fs::segment_file_name(*id)),
+            ));
+        }
+    }
+    for (id, path) in list_cold(dir)? {
+        if !manifest.cold.iter().any(|entry| entry.cold_id == id) {
+            live.orphans.push(path);
+        }
+    }
+    let temp = dir.join(crate::manifest::MANIFEST_TEMP_NAME);
+    if temp.exists() {
+        live.orphans.push(temp);
+    }
+    Ok(live)
+}
+
+fn list_cold(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io_at(dir, "list", e))? {
+        let entry = entry.map_err(|e| Error::io_at(dir, "list", e))?;
+        if let Some(id) = entry.file_name().to_str().and_then(parse_cold_file_name) {
+            files.push((id, entry.path()));
+        }
+    }
+    files.sort_unstable();
+    Ok(files)
+}
+
+/// Deletes the orphans (durably); returns how many there were.
+fn remove_orphans(dir: &Path, orphans: &[PathBuf]) -> Result<u64> {
+    for path in orphans {
+        std::fs::remove_file(path).map_err(|e| Error::io_at(path, "remove orphan", e))?;
+    }
+    if !orphans.is_empty() {
+        fs::sync_dir(dir)?;
+    }
+    Ok(orphans.len() as u64)
+}
+
+/// Maps every cold segment the manifest lists, checking each against its entry and the
+/// key order of the set.
+fn load_cold(dir: &Path, manifest: &Manifest, embedding_dim: usize) -> Result<ColdSet> {
+    let manifest_path = dir.join(crate::manifest::MANIFEST_FILE_NAME);
+    let mut segments: Vec<Arc<ColdFile>> = Vec::with_capacity(manifest.cold.len());
+    for entry in &manifest.cold {
+        let path = dir.join(cold_file_name(entry.cold_id));
+        if !path.exists() {
+            return Err(Error::corruption(&manifest_path, 0, format!("MANIFEST lists cold segment {}, which is missing", path.display())));
+        }
+        let file = ColdFile::open(&path, entry.cold_id, embedding_dim)?;
+        if file.rows() as u64 != entry.rows || file.file_len() != entry.file_len {
+            return Err(Error::corruption(&path, 0, "cold segment's rows or length differ from what the MANIFEST recorded"));
+        }
+        if file.footer.seq_max > manifest.seq_max {
+            return Err(Error::corruption(&path, 0, "cold segment holds a seq newer than the MANIFEST's seq_max"));
+        }
+        if let Some(previous) = segments.last() {
+            if file.rows() > 0 && previous.footer.max_key >= file.footer.min_key {
+                return Err(Error::corruption(&path, 0, "cold segment key range overlaps or precedes the previous segment's"));
+            }
+        }
+        if file.rows() > 0 {
+            segments.push(Arc::new(file));
+        }
+    }
+    Ok(ColdSet::new(segments))
+}
+
+fn load_segments(segment_files: &[(u32, PathBuf)], embedding_dim: usize, cold_seq_max: u64) -> Result<LoadedSegments> {
     let mut loaded = LoadedSegments { sealed: Vec::new(), active: None, torn_creation: None };
     for (i, (segment_id, path)) in segment_files.iter().enumerate() {
         let is_last = i + 1 == segment_files.len();
         if is_last && !ends_with_valid_trailer(path)? {
-            let floor = loaded.sealed.last().map_or(0, |s| s.trailer.seq_max);
+            let floor = loaded.sealed.last().map_or(cold_seq_max, |s| s.trailer.seq_max);
             match load_active(path, *segment_id, embedding_dim, floor)? {
                 Some((bytes, scan)) => loaded.active = Some(LoadedActive { segment_id: *segment_id, bytes, scan }),
                 None => loaded.torn_creation = Some(*segment_id),
@@ -113,10 +216,9 @@ fn load_segments(segment_files: &[(u32, PathBuf)], embedding_dim: usize) -> Resu
             break;
         }
         let segment = SealedSegment::open(path, *segment_id, embedding_dim)?;
-        if let Some(previous) = loaded.sealed.last() {
-            if segment.trailer.records_count > 0 && segment.trailer.seq_max <= previous.trailer.seq_max {
-                return Err(Error::corruption(path, 0, "segment's newest seq is not newer than the previous segment's"));
-            }
+        let previous_seq_max = loaded.sealed.last().map_or(cold_seq_max, |p| p.trailer.seq_max);
+        if segment.trailer.records_count > 0 && segment.trailer.seq_max <= previous_seq_max {
+            return Err(Error::corruption(path, 0, "segment's newest seq is not newer than the previous segment's or the cold tier's"));
         }
         loaded.sealed.push(Arc::new(segment));
     }

@@ -37,6 +37,7 @@ pub struct Options {
     pub(crate) durability: Durability,
     pub(crate) read_only: bool,
     pub(crate) segment_bytes_max: u64,
+    pub(crate) cold_segment_bytes_max: u64,
     pub(crate) verify_checksums: bool,
     pub(crate) clock: Clock,
 }
@@ -64,6 +65,7 @@ impl Default for Options {
             durability: Durability::Sync,
             read_only: false,
             segment_bytes_max: limits::SEGMENT_BYTES_DEFAULT,
+            cold_segment_bytes_max: limits::COLD_SEGMENT_BYTES_DEFAULT,
             verify_checksums: true,
             clock: Clock(None),
         }
@@ -78,6 +80,7 @@ impl std::fmt::Debug for Options {
             .field("durability", &self.durability)
             .field("read_only", &self.read_only)
             .field("segment_bytes_max", &self.segment_bytes_max)
+            .field("cold_segment_bytes_max", &self.cold_segment_bytes_max)
             .field("verify_checksums", &self.verify_checksums)
             .finish_non_exhaustive()
     }
@@ -121,6 +124,14 @@ impl Options {
         self
     }
 
+    /// Size at which compaction starts a new cold segment (default 1 GiB; at least
+    /// `SEGMENT_BYTES_MIN`). Smaller cold segments make compaction's output files smaller;
+    /// a key lookup still reads one segment, as cold key ranges never overlap.
+    pub fn cold_segment_bytes_max(mut self, bytes: u64) -> Self {
+        self.cold_segment_bytes_max = bytes;
+        self
+    }
+
     /// Verify each warm record's checksum on every read (default `true`, as RocksDB's
     /// `verify_checksums`). With `false`, reads of sealed segments trust the bytes after the
     /// structural checks; `Db::verify` and recovery still check every checksum.
@@ -147,6 +158,12 @@ impl Options {
             return Err(Error::invalid(
                 "segment_bytes_max",
                 format!("must be {}..={}, got {}", range.start(), range.end(), self.segment_bytes_max),
+            ));
+        }
+        if self.cold_segment_bytes_max < limits::SEGMENT_BYTES_MIN {
+            return Err(Error::invalid(
+                "cold_segment_bytes_max",
+                format!("must be at least {}, got {}", limits::SEGMENT_BYTES_MIN, self.cold_segment_bytes_max),
             ));
         }
         Ok(())

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::cold::set::ColdRow;
 use crate::db::Shared;
 use crate::index::Version;
 use crate::iter::{Iter, KeyRange};
@@ -22,11 +23,21 @@ pub(crate) struct ReadView {
 }
 
 impl ReadView {
+    /// The index first (hot and warm versions, tombstones included), then the cold tier.
     pub(crate) fn get(&self, shared: &Shared, key: &[u8]) -> Result<Option<Record>> {
         match shared.index.newest_at(key, self.seq) {
             Some((seq, version)) => self.resolve_live(shared, key, seq, &version),
-            None => Ok(None),
+            None => get_cold(shared, &self.table, key, Some(self.seq), Some(self.now_ms)),
         }
+    }
+
+    /// The record of a cold row found by a scan of this view's cold set.
+    pub(crate) fn resolve_cold(&self, shared: &Shared, row: ColdRow) -> Result<Record> {
+        let segment = self.table.cold.segment(row);
+        if shared.options.verify_checksums {
+            segment.check_row(row.row as usize)?;
+        }
+        Ok(Record::from_cold(segment, row.row as usize))
     }
 
     /// The record for `version` of `key` if it is live at this view's time.
@@ -40,6 +51,32 @@ impl ReadView {
     pub(crate) fn resolve_keyed(&self, shared: &Shared, key: &[u8], seq: u64, version: &Version) -> Result<Record> {
         resolve_keyed(shared, &self.table, key, seq, version)
     }
+}
+
+/// The live cold row of `key` in `table`'s cold set, if any. `at_seq`: a pinned reader
+/// does not see a row newer than its seq (a compaction published after it pinned); an
+/// unpinned `get` passes `None` and takes the row, which was committed before it looked.
+pub(crate) fn get_cold(
+    shared: &Shared,
+    table: &SegmentTable,
+    key: &[u8],
+    at_seq: Option<u64>,
+    now_ms: Option<u64>,
+) -> Result<Option<Record>> {
+    let Some(row) = table.cold.find(key) else { return Ok(None) };
+    let segment = table.cold.segment(row);
+    let r = row.row as usize;
+    if at_seq.is_some_and(|seq| segment.seq(r) > seq) {
+        return Ok(None);
+    }
+    let expires = segment.expires_at_ms(r);
+    if expires != 0 && expires <= now_ms.unwrap_or_else(|| shared.now_ms()) {
+        return Ok(None);
+    }
+    if shared.options.verify_checksums {
+        segment.check_row(r)?;
+    }
+    Ok(Some(Record::from_cold(segment, r)))
 }
 
 /// Reads the record a version of `key` points at in `table`, checking it is the record the
@@ -108,6 +145,11 @@ impl Snapshot {
 
     fn iter_in(&self, range: KeyRange) -> Iter {
         Iter::new(self.shared.clone(), self.pin.clone(), self.view.clone(), range, None)
+    }
+
+    /// The cold segments this snapshot reads (see `Db::cold_segments`).
+    pub fn cold_segments(&self) -> Vec<crate::ColdSegment> {
+        self.view.table.cold.segments.iter().map(|f| crate::ColdSegment::new(f.clone())).collect()
     }
 
     pub fn nearest(&self, _query: &[f32], _k: usize) -> Result<Vec<Hit>> {

@@ -1,9 +1,10 @@
 //! `Record`: one stored record as a reader gets it — zero-copy views into the segment map
-//! (warm) or the commit buffer (hot) it lives in, which it keeps alive.
+//! (warm), the column buffers (cold) or the commit buffer (hot) it lives in, which it keeps alive.
 
 use std::ops::Range;
 use std::sync::Arc;
 
+use crate::cold::segment::ColdFile;
 use crate::io::aligned::AlignedBytes;
 use crate::log::record::RecordView;
 use crate::log::segment::SealedSegment;
@@ -13,6 +14,7 @@ use crate::log::segment::SealedSegment;
 pub(crate) enum Backing {
     Hot(Arc<AlignedBytes>),
     Sealed(Arc<SealedSegment>),
+    Cold(Arc<ColdFile>),
 }
 
 impl Backing {
@@ -20,6 +22,7 @@ impl Backing {
         match self {
             Backing::Hot(buffer) => buffer.bytes(),
             Backing::Sealed(segment) => segment.bytes(),
+            Backing::Cold(segment) => segment.bytes(),
         }
     }
 }
@@ -44,6 +47,17 @@ impl Record {
         debug_assert!(view.content.end <= backing.bytes().len());
         debug_assert!(view.embedding.as_ref().is_none_or(|e| e.start % 4 == 0 && e.len() % 4 == 0));
         Record { backing, key: view.key.clone(), content: view.content.clone(), embedding: view.embedding.clone(), seq: view.seq }
+    }
+
+    /// Row `row` of a cold segment, its slices pointing into the map.
+    pub(crate) fn from_cold(segment: &Arc<ColdFile>, row: usize) -> Record {
+        Record {
+            key: segment.key_range(row),
+            content: segment.content_range(row),
+            embedding: segment.embedding_range(row),
+            seq: segment.seq(row),
+            backing: Backing::Cold(segment.clone()),
+        }
     }
 
     /// The key.

@@ -1,15 +1,16 @@
-//! The segment table: every segment a reader can resolve a version in, by id. Immutable;
-//! the writer publishes a new table (copy, change, swap) when a segment is sealed or added.
-//! A reader that loaded a table keeps every segment in it alive.
+//! The segment table: every segment a reader can resolve a version in, by id, and the
+//! cold segments. Immutable; the writer (seal) and compaction publish a new table (copy,
+//! change, swap). A reader that loaded a table keeps every segment in it alive.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use crate::cold::set::ColdSet;
 use crate::log::hot::HotSegment;
 use crate::log::segment::SealedSegment;
 use crate::Tier;
 
-/// One segment as readers see it.
+/// One log segment as readers see it.
 #[derive(Clone)]
 pub(crate) enum SegmentRef {
     /// The active segment: records are read from its in-memory mirror.
@@ -18,18 +19,14 @@ pub(crate) enum SegmentRef {
     Sealed(Arc<SealedSegment>),
 }
 
-impl SegmentRef {
-    pub(crate) fn tier(&self) -> Tier {
-        match self {
-            SegmentRef::Hot(_) => Tier::Hot,
-            SegmentRef::Sealed(_) => Tier::Warm,
-        }
-    }
-}
-
 #[derive(Clone, Default)]
 pub(crate) struct SegmentTable {
     pub(crate) segments: BTreeMap<u32, SegmentRef>,
+    /// Sealed segments already compacted into `cold` whose index entries are not yet
+    /// removed (a reader of an older table may still need them). They stay resolvable;
+    /// their records count as cold.
+    pub(crate) retired: BTreeSet<u32>,
+    pub(crate) cold: Arc<ColdSet>,
 }
 
 impl SegmentTable {
@@ -37,10 +34,28 @@ impl SegmentTable {
         self.segments.get(&segment_id)
     }
 
+    /// The tier of the records of log segment `segment_id`.
+    pub(crate) fn tier_of(&self, segment_id: u32) -> Option<Tier> {
+        let segment = self.segments.get(&segment_id)?;
+        Some(match segment {
+            SegmentRef::Hot(_) => Tier::Hot,
+            SegmentRef::Sealed(_) if self.retired.contains(&segment_id) => Tier::Cold,
+            SegmentRef::Sealed(_) => Tier::Warm,
+        })
+    }
+
     /// A copy with `segment_id` set to `segment`.
     pub(crate) fn with(&self, segment_id: u32, segment: SegmentRef) -> SegmentTable {
         let mut next = self.clone();
         next.segments.insert(segment_id, segment);
         next
+    }
+
+    /// Sealed segments not yet compacted, ascending by id.
+    pub(crate) fn warm(&self) -> impl Iterator<Item = &Arc<SealedSegment>> + '_ {
+        self.segments.iter().filter(|(id, _)| !self.retired.contains(id)).filter_map(|(_, s)| match s {
+            SegmentRef::Sealed(sealed) => Some(sealed),
+            SegmentRef::Hot(_) => None,
+        })
     }
 }

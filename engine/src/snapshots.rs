@@ -56,6 +56,11 @@ impl SnapshotRegistry {
         all
     }
 
+    /// The smallest pinned seq, if any reader is pinned.
+    pub(crate) fn oldest(&self) -> Option<u64> {
+        self.lock().keys().next().copied()
+    }
+
     pub(crate) fn releases(&self) -> u64 {
         self.releases.load(Ordering::Relaxed)
     }

@@ -41,7 +41,11 @@ pub struct Stats {
     /// Bytes this handle wrote to disk / logical bytes it was asked to write (0 before any write).
     pub write_amplification: f64,
     /// Versions held by the in-memory index (live, superseded-but-pinned, tombstones).
+    /// Cold keys are not in it.
     pub index_entries: u64,
+    /// Files left by an interrupted compaction (not listed by the `MANIFEST`) that the
+    /// last open of this handle removed.
+    pub orphans_removed: u64,
     pub hot: TierStats,
     pub warm: TierStats,
     pub cold: TierStats,
@@ -83,34 +87,45 @@ pub struct RepairReport {
     pub bytes_lost: u64,
 }
 
-/// Walks the index at the visible seq: exact live counts, TTLs judged at the current time.
-pub(crate) fn collect(shared: &crate::db::Shared) -> Stats {
+/// Walks every live key (index and cold tier, merged) at the visible seq: exact live
+/// counts, TTLs judged at the current time. O(live keys); reads no record.
+pub(crate) fn collect(shared: &std::sync::Arc<crate::db::Shared>) -> Stats {
     use std::sync::atomic::Ordering;
-    let seq = shared.visible_seq.load(Ordering::Acquire);
-    let table = shared.segments.load_full();
-    let now = shared.now_ms();
-    let mut stats = Stats { index_entries: shared.index.entries_count() as u64, ..Stats::default() };
-    shared.index.for_each_at(seq, |_, _, version| {
-        if !version.is_live(now) {
-            return;
-        }
+    let mut stats =
+        Stats { index_entries: shared.index.entries_count() as u64, orphans_removed: shared.orphans_removed, ..Stats::default() };
+    let (pin, view) = shared.pinned_view();
+    let table = view.table.clone();
+    let range = crate::iter::KeyRange { lower: std::ops::Bound::Unbounded, upper: std::ops::Bound::Unbounded };
+    let mut walk = crate::iter::Iter::new(shared.clone(), pin, view, range, None);
+    while let Some((tier, bytes)) = walk.next_meta() {
         stats.live_records += 1;
-        stats.live_bytes += u64::from(version.logical_bytes);
-        if let Some(segment) = table.get(version.segment_id) {
-            let tier = stats.tier_mut(segment.tier());
-            tier.records += 1;
-            tier.bytes += u64::from(version.logical_bytes);
-        }
-    });
+        stats.live_bytes += bytes;
+        let tier = stats.tier_mut(tier);
+        tier.records += 1;
+        tier.bytes += bytes;
+    }
     for (segment_id, segment) in &table.segments {
         let path = shared.dir.join(crate::io::fs::segment_file_name(*segment_id));
         let disk = std::fs::metadata(&path).map_or(0, |m| m.len());
-        let tier = stats.tier_mut(segment.tier());
+        stats.disk_bytes += disk;
+        if table.retired.contains(segment_id) {
+            continue; // compacted, deleted once no reader needs it: counted in no tier
+        }
+        let tier = stats.tier_mut(match segment {
+            crate::segments::SegmentRef::Hot(_) => Tier::Hot,
+            crate::segments::SegmentRef::Sealed(_) => Tier::Warm,
+        });
         tier.segments += 1;
         tier.disk_bytes += disk;
-        stats.disk_bytes += disk;
     }
-    stats.disk_bytes += std::fs::metadata(shared.dir.join(crate::meta::META_FILE_NAME)).map_or(0, |m| m.len());
+    for segment in &table.cold.segments {
+        stats.cold.segments += 1;
+        stats.cold.disk_bytes += segment.file_len();
+        stats.disk_bytes += segment.file_len();
+    }
+    for name in [crate::meta::META_FILE_NAME, crate::manifest::MANIFEST_FILE_NAME] {
+        stats.disk_bytes += std::fs::metadata(shared.dir.join(name)).map_or(0, |m| m.len());
+    }
     if stats.live_bytes > 0 {
         stats.space_amplification = stats.disk_bytes as f64 / stats.live_bytes as f64;
     }

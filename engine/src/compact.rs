@@ -1,0 +1,274 @@
+//! `Db::compact`: moves every sealed warm segment into the cold tier and merges the cold
+//! tier, keeping only the newest version of each key and dropping tombstones and expired
+//! records (every older version is in the merge, so nothing they shadow survives).
+//!
+//! Steps, each crash-safe:
+//! 1. merge the inputs in memory (positions only) and check every source checksum — a
+//!    damaged source stops compaction with `Corruption`, it is never re-checksummed;
+//! 2. write the new cold segments (fdatasynced; orphans until a manifest lists them);
+//! 3. publish: write the new `MANIFEST` (atomic rename), then, under the writer lock, a
+//!    segment table with the new cold set and the compacted log segments marked retired;
+//! 4. retire (`Shared::finish_retirements`): once no reader can need them, drop the index
+//!    entries of the compacted segments, then the segments, then delete the old files.
+//!
+//! A crash before step 3's rename leaves the old manifest: the new files are orphans,
+//! removed at open. A crash after it leaves old files the manifest no longer lists (or log
+//! segments below its `log_floor`): orphans too. Nothing is lost, nothing duplicated.
+
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::cold::layout::cold_file_name;
+use crate::cold::segment::ColdFile;
+use crate::cold::set::ColdSet;
+use crate::cold::writer::{self, RowData, RowSource};
+use crate::db::Shared;
+use crate::io::fs;
+use crate::log::record::RecordKind;
+use crate::log::segment::SealedSegment;
+use crate::manifest::ColdEntry;
+use crate::{Error, Result};
+
+/// A compaction whose old segments are waiting for readers to let go of them.
+pub(crate) struct Retirement {
+    /// The cold set the compaction replaced: while a table holding it is alive, a reader
+    /// may rely on the index entries of the compacted log segments.
+    pub(crate) replaced_cold: Arc<ColdSet>,
+    /// Newest seq in the compacted log segments: a reader pinned below it may need a
+    /// version compaction dropped, which only the index entries still reach.
+    pub(crate) seq_max: u64,
+    pub(crate) log_ids: Vec<u32>,
+    pub(crate) files: Vec<PathBuf>,
+}
+
+/// One output row: where its bytes are, and its fields.
+struct MergedRow {
+    /// Index into `Sources::bytes`.
+    source: u32,
+    key: Range<usize>,
+    content: Range<usize>,
+    embedding: Option<Range<usize>>,
+    seq: u64,
+    expires_at_ms: u64,
+    crc: u32,
+}
+
+/// The maps the merged rows point into.
+struct Merged<'a> {
+    bytes: Vec<&'a [u8]>,
+    rows: Vec<MergedRow>,
+}
+
+/// A contiguous run of merged rows: one output segment.
+struct Run<'a, 'm> {
+    merged: &'m Merged<'a>,
+    rows: &'m [MergedRow],
+}
+
+impl RowSource for Run<'_, '_> {
+    fn rows(&self) -> usize {
+        self.rows.len()
+    }
+    fn row(&self, index: usize) -> RowData<'_> {
+        let r = &self.rows[index];
+        let bytes = self.merged.bytes[r.source as usize];
+        RowData {
+            key: &bytes[r.key.clone()],
+            content: &bytes[r.content.clone()],
+            embedding: r.embedding.clone().map(|e| bytemuck::cast_slice(&bytes[e])),
+            seq: r.seq,
+            expires_at_ms: r.expires_at_ms,
+        }
+    }
+    fn crc(&self, index: usize) -> u32 {
+        self.rows[index].crc
+    }
+}
+
+/// A warm version: (key, seq) order decides which one survives.
+struct WarmVersion<'a> {
+    key: &'a [u8],
+    seq: u64,
+    segment: u32,
+    offset: u32,
+    kind: RecordKind,
+    expires_at_ms: u64,
+}
+
+pub(crate) fn compact(shared: &Shared) -> Result<()> {
+    let _one_at_a_time = shared.compaction.lock().unwrap_or_else(|p| p.into_inner());
+    shared.check_writable()?;
+    shared.finish_retirements()?;
+    let table = shared.segments.load_full();
+    let warm: Vec<Arc<SealedSegment>> = table.warm().cloned().collect();
+    let now = shared.now_ms();
+    let cold_has_expired = table.cold.segments.iter().any(|s| (0..s.rows()).any(|r| !s.is_live(r, now)));
+    if warm.is_empty() && table.cold.segments.len() <= 1 && !cold_has_expired {
+        return Ok(()); // nothing to move, merge or drop
+    }
+    let merged = merge(&warm, &table.cold, now)?;
+
+    // Write the new segments: runs of rows up to `cold_segment_bytes_max` bytes each.
+    let mut manifest = shared.manifest.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut next_cold_id = manifest.next_cold_id;
+    let mut written: Vec<(ColdEntry, Arc<ColdFile>)> = Vec::new();
+    let mut cleanup = NewFiles(Vec::new());
+    for run in runs(&merged.rows, shared.options.cold_segment_bytes_max, shared.embedding_dim) {
+        let cold_id = next_cold_id;
+        next_cold_id += 1;
+        let path = shared.dir.join(cold_file_name(cold_id));
+        cleanup.0.push(path.clone());
+        let summary = writer::write_segment(&path, cold_id, shared.embedding_dim, &Run { merged: &merged, rows: run })?;
+        shared.disk_bytes_written.fetch_add(summary.file_len, std::sync::atomic::Ordering::Relaxed);
+        let file = Arc::new(ColdFile::open(&path, cold_id, shared.embedding_dim)?);
+        written.push((ColdEntry { cold_id, rows: summary.rows, file_len: summary.file_len }, file));
+    }
+    fs::sync_dir(&shared.dir)?;
+
+    // Publish: manifest first (the commit point), then the table, under the writer lock so
+    // that no seal publishes a table in between.
+    let warm_ids: Vec<u32> = warm.iter().map(|s| s.segment_id).collect();
+    let seq_max = warm.iter().map(|s| s.trailer.seq_max).chain([manifest.seq_max]).max().unwrap_or(0);
+    let new_cold = Arc::new(ColdSet::new(written.iter().map(|(_, f)| f.clone()).collect()));
+    {
+        let _writer = shared.writer();
+        let current = shared.segments.load_full();
+        manifest.generation += 1;
+        if let Some(&last) = warm_ids.last() {
+            manifest.log_floor = last + 1;
+        }
+        manifest.next_cold_id = next_cold_id;
+        manifest.seq_max = seq_max;
+        manifest.cold = written.iter().map(|(entry, _)| *entry).collect();
+        manifest.logs = current.segments.keys().copied().filter(|&id| id >= manifest.log_floor).collect();
+        manifest.write(&shared.dir)?;
+        cleanup.0.clear(); // listed: no longer orphans
+        let mut next = (*current).clone();
+        next.retired.extend(warm_ids.iter().copied());
+        next.cold = new_cold;
+        shared.segments.store(Arc::new(next));
+        *shared.manifest.lock().unwrap_or_else(|p| p.into_inner()) = manifest;
+    }
+    let mut files: Vec<PathBuf> = warm.iter().map(|s| s.path.clone()).collect();
+    files.extend(table.cold.segments.iter().map(|s| s.path.clone()));
+    let retirement = Retirement { replaced_cold: table.cold.clone(), seq_max, log_ids: warm_ids, files };
+    drop(table);
+    drop(warm);
+    shared.retirements.lock().unwrap_or_else(|p| p.into_inner()).push(retirement);
+    shared.retirement_pending.store(true, std::sync::atomic::Ordering::Release);
+    shared.finish_retirements()
+}
+
+/// Files written by a compaction that has not published them: removed if it fails.
+struct NewFiles(Vec<PathBuf>);
+
+impl Drop for NewFiles {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// The newest version of every key across `warm` and `cold`, dropping tombstones and
+/// expired records, ascending by key; every row's source checksum verified.
+fn merge<'a>(warm: &'a [Arc<SealedSegment>], cold: &'a ColdSet, now_ms: u64) -> Result<Merged<'a>> {
+    let mut versions: Vec<WarmVersion<'a>> = Vec::new();
+    for (i, segment) in warm.iter().enumerate() {
+        for entry in segment.hint_entries()? {
+            versions.push(WarmVersion {
+                key: entry.key,
+                seq: entry.seq,
+                segment: i as u32,
+                offset: entry.offset,
+                kind: entry.kind,
+                expires_at_ms: entry.expires_at_ms,
+            });
+        }
+    }
+    versions.sort_unstable_by(|a, b| a.key.cmp(b.key).then(b.seq.cmp(&a.seq)));
+    versions.dedup_by(|later, first| later.key == first.key); // keeps the newest of each key
+
+    let mut merged = Merged { bytes: warm.iter().map(|s| s.bytes()).collect(), rows: Vec::new() };
+    let cold_base = merged.bytes.len() as u32;
+    merged.bytes.extend(cold.segments.iter().map(|s| s.bytes()));
+    let mut cold_rows = cold.segments.iter().enumerate().flat_map(|(s, seg)| (0..seg.rows()).map(move |r| (s, r))).peekable();
+    let mut warm_versions = versions.into_iter().peekable();
+    loop {
+        let next_cold_key = cold_rows.peek().map(|&(s, r)| cold.segments[s].key(r));
+        let take_warm = match (warm_versions.peek(), next_cold_key) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(w), Some(c)) => w.key <= c,
+        };
+        if take_warm {
+            let Some(version) = warm_versions.next() else { break };
+            if next_cold_key == Some(version.key) {
+                cold_rows.next(); // shadowed: warm versions are newer than every cold row
+            }
+            if version.kind != RecordKind::Put || (version.expires_at_ms != 0 && version.expires_at_ms <= now_ms) {
+                continue;
+            }
+            let segment = &warm[version.segment as usize];
+            let view = segment.record(version.offset, true)?;
+            if view.seq != version.seq || &segment.bytes()[view.key.clone()] != version.key {
+                return Err(Error::corruption(&segment.path, u64::from(version.offset), "hint entry disagrees with its record"));
+            }
+            let bytes = segment.bytes();
+            let embedding = view.embedding.clone().map(|e| &bytes[e]);
+            let crc = writer::row_crc(&bytes[view.key.clone()], &bytes[view.content.clone()], embedding, view.seq, view.expires_at_ms);
+            merged.rows.push(MergedRow {
+                source: version.segment,
+                key: view.key,
+                content: view.content,
+                embedding: view.embedding,
+                seq: view.seq,
+                expires_at_ms: view.expires_at_ms,
+                crc,
+            });
+        } else {
+            let Some((s, r)) = cold_rows.next() else { break };
+            let file = &cold.segments[s];
+            if !file.is_live(r, now_ms) {
+                continue;
+            }
+            file.check_row(r)?;
+            merged.rows.push(MergedRow {
+                source: cold_base + s as u32,
+                key: file.key_range(r),
+                content: file.content_range(r),
+                embedding: file.embedding_range(r),
+                seq: file.seq(r),
+                expires_at_ms: file.expires_at_ms(r),
+                crc: file.row_crcs()[r],
+            });
+        }
+    }
+    debug_assert!(merged
+        .rows
+        .windows(2)
+        .all(|w| merged.bytes[w[0].source as usize][w[0].key.clone()] < merged.bytes[w[1].source as usize][w[1].key.clone()]));
+    Ok(merged)
+}
+
+/// Splits `rows` into runs of about `bytes_max` stored bytes each (at least one row each).
+fn runs(rows: &[MergedRow], bytes_max: u64, dim: usize) -> Vec<&[MergedRow]> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0u64;
+    for (i, row) in rows.iter().enumerate() {
+        // Per row: key + content + the embedding slot + offsets, seq, expiry, checksum.
+        bytes += (row.key.len() + row.content.len() + dim * 4 + 8 + 8 + 8 + 8 + 4) as u64;
+        if bytes >= bytes_max {
+            runs.push(&rows[start..=i]);
+            start = i + 1;
+            bytes = 0;
+        }
+    }
+    if start < rows.len() {
+        runs.push(&rows[start..]);
+    }
+    runs
+}

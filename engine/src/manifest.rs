@@ -1,0 +1,208 @@
+//! The `MANIFEST`: which segments are live. Replaced atomically (write `MANIFEST.tmp`,
+//! fdatasync, rename, fsync the directory) by each compaction; read at open. Layout:
+//! `format-spec/manifest.md`.
+//!
+//! It lists every live cold segment, and the log segments that were live when it was
+//! written. Log segment ids grow, so a log segment with an id at or above `log_floor` that
+//! the manifest does not list was created after it (by a seal) and is live; a log segment
+//! below `log_floor` was compacted away. A cold segment it does not list is an orphan of a
+//! compaction cut short.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::format::{crc32, get_u32, get_u64, put_u32, put_u64};
+use crate::io::fs;
+use crate::{Error, Result};
+
+pub(crate) const MANIFEST_FILE_NAME: &str = "MANIFEST";
+pub(crate) const MANIFEST_TEMP_NAME: &str = "MANIFEST.tmp";
+const MAGIC: [u8; 8] = *b"STRATMAN";
+/// Version of the manifest layout this build writes. A database written before the cold
+/// tier existed has no manifest: it opens as `Manifest::default()`.
+pub(crate) const MANIFEST_FORMAT_VERSION: u32 = 1;
+
+const VERSION_AT: usize = 8;
+const GENERATION_AT: usize = 12;
+const LOG_FLOOR_AT: usize = 20;
+const NEXT_COLD_ID_AT: usize = 24;
+const SEQ_MAX_AT: usize = 32;
+const COLD_COUNT_AT: usize = 40;
+const LOG_COUNT_AT: usize = 44;
+const HEADER_LEN: usize = 48;
+/// Per cold segment: id u64, rows u64, file length u64.
+const COLD_ENTRY_LEN: usize = 24;
+/// Per log segment: id u32.
+const LOG_ENTRY_LEN: usize = 4;
+
+/// One cold segment as the manifest lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ColdEntry {
+    pub(crate) cold_id: u64,
+    pub(crate) rows: u64,
+    pub(crate) file_len: u64,
+}
+
+/// The decoded manifest.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Manifest {
+    /// Bumped by every rewrite.
+    pub(crate) generation: u64,
+    /// Log segments with a smaller id were compacted into the cold tier.
+    pub(crate) log_floor: u32,
+    /// Next cold segment id to allocate (ids are never reused).
+    pub(crate) next_cold_id: u64,
+    /// Newest seq stored in the cold tier (0 when empty): the floor for the log's seqs.
+    pub(crate) seq_max: u64,
+    /// Live cold segments, ascending by key range.
+    pub(crate) cold: Vec<ColdEntry>,
+    /// Log segments (id >= `log_floor`) that were live when this manifest was written.
+    pub(crate) logs: Vec<u32>,
+}
+
+impl Manifest {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let len = HEADER_LEN + self.cold.len() * COLD_ENTRY_LEN + self.logs.len() * LOG_ENTRY_LEN + 4;
+        let mut buf = vec![0u8; len];
+        buf[..8].copy_from_slice(&MAGIC);
+        put_u32(&mut buf, VERSION_AT, MANIFEST_FORMAT_VERSION);
+        put_u64(&mut buf, GENERATION_AT, self.generation);
+        put_u32(&mut buf, LOG_FLOOR_AT, self.log_floor);
+        put_u64(&mut buf, NEXT_COLD_ID_AT, self.next_cold_id);
+        put_u64(&mut buf, SEQ_MAX_AT, self.seq_max);
+        put_u32(&mut buf, COLD_COUNT_AT, self.cold.len() as u32);
+        put_u32(&mut buf, LOG_COUNT_AT, self.logs.len() as u32);
+        let mut at = HEADER_LEN;
+        for entry in &self.cold {
+            put_u64(&mut buf, at, entry.cold_id);
+            put_u64(&mut buf, at + 8, entry.rows);
+            put_u64(&mut buf, at + 16, entry.file_len);
+            at += COLD_ENTRY_LEN;
+        }
+        for &id in &self.logs {
+            put_u32(&mut buf, at, id);
+            at += LOG_ENTRY_LEN;
+        }
+        let crc = crc32(&buf[..at]);
+        put_u32(&mut buf, at, crc);
+        buf
+    }
+
+    pub(crate) fn decode(bytes: &[u8], path: &Path) -> Result<Manifest> {
+        if bytes.len() < HEADER_LEN + 4 {
+            return Err(Error::corruption(path, 0, format!("MANIFEST of {} bytes is shorter than its header", bytes.len())));
+        }
+        if bytes[..8] != MAGIC {
+            return Err(Error::corruption(path, 0, "bad magic: not a strata MANIFEST"));
+        }
+        let version = get_u32(bytes, VERSION_AT);
+        // The version is checked before the checksum: a newer layout may checksum differently.
+        if version > MANIFEST_FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                path: path.to_path_buf(),
+                found: version,
+                read_min: MANIFEST_FORMAT_VERSION,
+                latest: MANIFEST_FORMAT_VERSION,
+            });
+        }
+        if version == 0 {
+            return Err(Error::corruption(path, VERSION_AT as u64, "MANIFEST format version 0 was never written by strata"));
+        }
+        let cold_count = get_u32(bytes, COLD_COUNT_AT) as usize;
+        let log_count = get_u32(bytes, LOG_COUNT_AT) as usize;
+        let expected = HEADER_LEN as u64 + cold_count as u64 * COLD_ENTRY_LEN as u64 + log_count as u64 * LOG_ENTRY_LEN as u64 + 4;
+        if bytes.len() as u64 != expected {
+            return Err(Error::corruption(
+                path,
+                COLD_COUNT_AT as u64,
+                format!("MANIFEST is {} bytes, its counts say {expected}", bytes.len()),
+            ));
+        }
+        let crc_at = bytes.len() - 4;
+        if crc32(&bytes[..crc_at]) != get_u32(bytes, crc_at) {
+            return Err(Error::corruption(path, crc_at as u64, "MANIFEST checksum mismatch"));
+        }
+        let mut manifest = Manifest {
+            generation: get_u64(bytes, GENERATION_AT),
+            log_floor: get_u32(bytes, LOG_FLOOR_AT),
+            next_cold_id: get_u64(bytes, NEXT_COLD_ID_AT),
+            seq_max: get_u64(bytes, SEQ_MAX_AT),
+            cold: Vec::with_capacity(cold_count),
+            logs: Vec::with_capacity(log_count),
+        };
+        let mut at = HEADER_LEN;
+        for _ in 0..cold_count {
+            let entry = ColdEntry { cold_id: get_u64(bytes, at), rows: get_u64(bytes, at + 8), file_len: get_u64(bytes, at + 16) };
+            if entry.cold_id >= manifest.next_cold_id {
+                return Err(Error::corruption(path, at as u64, "cold segment id not below next_cold_id"));
+            }
+            manifest.cold.push(entry);
+            at += COLD_ENTRY_LEN;
+        }
+        for _ in 0..log_count {
+            let id = get_u32(bytes, at);
+            if id < manifest.log_floor || manifest.logs.last().is_some_and(|&last| last >= id) {
+                return Err(Error::corruption(path, at as u64, "log segment ids are below log_floor or not ascending"));
+            }
+            manifest.logs.push(id);
+            at += LOG_ENTRY_LEN;
+        }
+        Ok(manifest)
+    }
+
+    /// Reads `dir/MANIFEST`; `Ok(None)` when there is none (a database without a cold tier).
+    pub(crate) fn read(dir: &Path) -> Result<Option<Manifest>> {
+        let path = dir.join(MANIFEST_FILE_NAME);
+        match std::fs::read(&path) {
+            Ok(bytes) => Manifest::decode(&bytes, &path).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io_at(&path, "read", e)),
+        }
+    }
+
+    /// Replaces `dir/MANIFEST` atomically and durably.
+    pub(crate) fn write(&self, dir: &Path) -> Result<()> {
+        let temp = dir.join(MANIFEST_TEMP_NAME);
+        if temp.exists() {
+            std::fs::remove_file(&temp).map_err(|e| Error::io_at(&temp, "remove stale", e))?;
+        }
+        let mut file = fs::create_new(&temp)?;
+        file.write_all(&self.encode()).map_err(|e| Error::io_at(&temp, "write", e))?;
+        fs::sync_data(&file, &temp)?;
+        drop(file);
+        let path = dir.join(MANIFEST_FILE_NAME);
+        std::fs::rename(&temp, &path).map_err(|e| Error::io_at(&path, "rename into place", e))?;
+        fs::sync_dir(dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_detects_every_flipped_byte() {
+        let manifest = Manifest {
+            generation: 3,
+            log_floor: 7,
+            next_cold_id: 12,
+            seq_max: 99,
+            cold: vec![ColdEntry { cold_id: 10, rows: 5, file_len: 4096 }, ColdEntry { cold_id: 11, rows: 1, file_len: 640 }],
+            logs: vec![7, 9],
+        };
+        let bytes = manifest.encode();
+        assert_eq!(Manifest::decode(&bytes, Path::new("M")).unwrap(), manifest);
+        for i in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[i] ^= 0x04;
+            assert!(Manifest::decode(&damaged, Path::new("M")).is_err(), "flip at byte {i} went unnoticed");
+        }
+    }
+
+    #[test]
+    fn a_newer_version_is_unsupported_not_corrupt() {
+        let mut bytes = Manifest::default().encode();
+        put_u32(&mut bytes, VERSION_AT, MANIFEST_FORMAT_VERSION + 1);
+        assert!(matches!(Manifest::decode(&bytes, Path::new("M")), Err(Error::UnsupportedVersion { found: 2, .. })));
+    }
+}
