@@ -103,18 +103,29 @@ pub(crate) fn compact(shared: &Shared) -> Result<()> {
     let table = shared.segments.load_full();
     let warm: Vec<Arc<SealedSegment>> = table.warm().cloned().collect();
     let now = shared.now_ms();
-    let cold_has_expired = table.cold.segments.iter().any(|s| (0..s.rows()).any(|r| !s.is_live(r, now)));
-    if warm.is_empty() && table.cold.segments.len() <= 1 && !cold_has_expired {
+    let versions = newest_warm_versions(&warm)?;
+    // A cold segment is rewritten only if a warm key falls in its key range or it holds an
+    // expired row; the others stay as they are (appends of ever-growing keys, the common
+    // case for time-ordered ids, never rewrite the cold tier).
+    let (rewrite, keep): (Vec<Arc<ColdFile>>, Vec<Arc<ColdFile>>) = table.cold.segments.iter().cloned().partition(|s| {
+        let first = versions.partition_point(|v| v.key < &s.footer.min_key[..]);
+        let touched = versions.get(first).is_some_and(|v| v.key <= &s.footer.max_key[..]);
+        touched || (0..s.rows()).any(|r| !s.is_live(r, now))
+    });
+    if warm.is_empty() && rewrite.is_empty() {
         return Ok(()); // nothing to move, merge or drop
     }
-    let merged = merge(&warm, &table.cold, now)?;
+    let merged = merge(&warm, versions, &rewrite, now)?;
 
-    // Write the new segments: runs of rows up to `cold_segment_bytes_max` bytes each.
+    // Write the new segments: runs of rows up to `cold_segment_bytes_max` bytes each, cut
+    // where a kept segment's key range lies, so that key ranges stay disjoint.
     let mut manifest = shared.manifest.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let mut next_cold_id = manifest.next_cold_id;
-    let mut written: Vec<(ColdEntry, Arc<ColdFile>)> = Vec::new();
+    let mut written: Vec<(ColdEntry, Arc<ColdFile>)> =
+        keep.iter().map(|f| (ColdEntry { cold_id: f.cold_id, rows: f.rows() as u64, file_len: f.file_len() }, f.clone())).collect();
     let mut cleanup = NewFiles(Vec::new());
-    for run in runs(&merged.rows, shared.options.cold_segment_bytes_max, shared.embedding_dim) {
+    let cuts: Vec<&[u8]> = keep.iter().map(|f| &f.footer.min_key[..]).collect();
+    for run in runs(&merged, &cuts, shared.options.cold_segment_bytes_max, shared.embedding_dim) {
         let cold_id = next_cold_id;
         next_cold_id += 1;
         let path = shared.dir.join(cold_file_name(cold_id));
@@ -124,6 +135,7 @@ pub(crate) fn compact(shared: &Shared) -> Result<()> {
         let file = Arc::new(ColdFile::open(&path, cold_id, shared.embedding_dim)?);
         written.push((ColdEntry { cold_id, rows: summary.rows, file_len: summary.file_len }, file));
     }
+    written.sort_by(|a, b| a.1.footer.min_key.cmp(&b.1.footer.min_key));
     fs::sync_dir(&shared.dir)?;
 
     // Publish: manifest first (the commit point), then the table, under the writer lock so
@@ -151,7 +163,9 @@ pub(crate) fn compact(shared: &Shared) -> Result<()> {
         *shared.manifest.lock().unwrap_or_else(|p| p.into_inner()) = manifest;
     }
     let mut files: Vec<PathBuf> = warm.iter().map(|s| s.path.clone()).collect();
-    files.extend(table.cold.segments.iter().map(|s| s.path.clone()));
+    files.extend(rewrite.iter().map(|s| s.path.clone()));
+    drop(rewrite);
+    drop(keep);
     let retirement = Retirement { replaced_cold: table.cold.clone(), seq_max, log_ids: warm_ids, files };
     drop(table);
     drop(warm);
@@ -171,10 +185,9 @@ impl Drop for NewFiles {
     }
 }
 
-/// The newest version of every key across `warm` and `cold`, dropping tombstones and
-/// expired records, ascending by key; every row's source checksum verified.
-fn merge<'a>(warm: &'a [Arc<SealedSegment>], cold: &'a ColdSet, now_ms: u64) -> Result<Merged<'a>> {
-    let mut versions: Vec<WarmVersion<'a>> = Vec::new();
+/// The newest version of every key in `warm`, ascending by key.
+fn newest_warm_versions(warm: &[Arc<SealedSegment>]) -> Result<Vec<WarmVersion<'_>>> {
+    let mut versions: Vec<WarmVersion<'_>> = Vec::new();
     for (i, segment) in warm.iter().enumerate() {
         for entry in segment.hint_entries()? {
             versions.push(WarmVersion {
@@ -189,14 +202,20 @@ fn merge<'a>(warm: &'a [Arc<SealedSegment>], cold: &'a ColdSet, now_ms: u64) -> 
     }
     versions.sort_unstable_by(|a, b| a.key.cmp(b.key).then(b.seq.cmp(&a.seq)));
     versions.dedup_by(|later, first| later.key == first.key); // keeps the newest of each key
+    Ok(versions)
+}
 
+/// The newest version of every key across the warm `versions` and the `cold` segments,
+/// dropping tombstones and expired records, ascending by key; every row's source checksum
+/// verified (a damaged source stops compaction: it is never re-checksummed).
+fn merge<'a>(warm: &'a [Arc<SealedSegment>], versions: Vec<WarmVersion<'a>>, cold: &'a [Arc<ColdFile>], now_ms: u64) -> Result<Merged<'a>> {
     let mut merged = Merged { bytes: warm.iter().map(|s| s.bytes()).collect(), rows: Vec::new() };
     let cold_base = merged.bytes.len() as u32;
-    merged.bytes.extend(cold.segments.iter().map(|s| s.bytes()));
-    let mut cold_rows = cold.segments.iter().enumerate().flat_map(|(s, seg)| (0..seg.rows()).map(move |r| (s, r))).peekable();
+    merged.bytes.extend(cold.iter().map(|s| s.bytes()));
+    let mut cold_rows = cold.iter().enumerate().flat_map(|(s, seg)| (0..seg.rows()).map(move |r| (s, r))).peekable();
     let mut warm_versions = versions.into_iter().peekable();
     loop {
-        let next_cold_key = cold_rows.peek().map(|&(s, r)| cold.segments[s].key(r));
+        let next_cold_key = cold_rows.peek().map(|&(s, r)| cold[s].key(r));
         let take_warm = match (warm_versions.peek(), next_cold_key) {
             (None, None) => break,
             (Some(_), None) => true,
@@ -230,7 +249,7 @@ fn merge<'a>(warm: &'a [Arc<SealedSegment>], cold: &'a ColdSet, now_ms: u64) -> 
             });
         } else {
             let Some((s, r)) = cold_rows.next() else { break };
-            let file = &cold.segments[s];
+            let file = &cold[s];
             if !file.is_live(r, now_ms) {
                 continue;
             }
@@ -253,18 +272,28 @@ fn merge<'a>(warm: &'a [Arc<SealedSegment>], cold: &'a ColdSet, now_ms: u64) -> 
     Ok(merged)
 }
 
-/// Splits `rows` into runs of about `bytes_max` stored bytes each (at least one row each).
-fn runs(rows: &[MergedRow], bytes_max: u64, dim: usize) -> Vec<&[MergedRow]> {
+/// Splits the merged rows into runs of about `bytes_max` stored bytes each (at least one
+/// row each), also cutting before the first row at or above each of `cuts` (ascending).
+fn runs<'m>(merged: &'m Merged<'_>, cuts: &[&[u8]], bytes_max: u64, dim: usize) -> Vec<&'m [MergedRow]> {
+    let rows = &merged.rows[..];
+    let key = |r: &MergedRow| &merged.bytes[r.source as usize][r.key.clone()];
     let mut runs = Vec::new();
-    let mut start = 0;
-    let mut bytes = 0u64;
+    let (mut start, mut bytes, mut next_cut) = (0, 0u64, 0);
     for (i, row) in rows.iter().enumerate() {
+        let mut crossed = false;
+        while next_cut < cuts.len() && key(row) >= cuts[next_cut] {
+            next_cut += 1;
+            crossed = true;
+        }
+        if crossed && start < i {
+            runs.push(&rows[start..i]);
+            (start, bytes) = (i, 0);
+        }
         // Per row: key + content + the embedding slot + offsets, seq, expiry, checksum.
         bytes += (row.key.len() + row.content.len() + dim * 4 + 8 + 8 + 8 + 8 + 4) as u64;
         if bytes >= bytes_max {
             runs.push(&rows[start..=i]);
-            start = i + 1;
-            bytes = 0;
+            (start, bytes) = (i + 1, 0);
         }
     }
     if start < rows.len() {
