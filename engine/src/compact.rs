@@ -27,7 +27,7 @@ use crate::db::Shared;
 use crate::io::fs;
 use crate::log::record::RecordKind;
 use crate::log::segment::SealedSegment;
-use crate::manifest::ColdEntry;
+use crate::manifest::{ColdEntry, Manifest};
 use crate::{Error, Result};
 
 /// A compaction whose old segments are waiting for readers to let go of them.
@@ -99,7 +99,7 @@ struct WarmVersion<'a> {
 pub(crate) fn compact(shared: &Shared) -> Result<()> {
     let _one_at_a_time = shared.compaction.lock().unwrap_or_else(|p| p.into_inner());
     shared.check_writable()?;
-    shared.finish_retirements()?;
+    shared.finish_retirements();
     let table = shared.segments.load_full();
     let warm: Vec<Arc<SealedSegment>> = table.warm().cloned().collect();
     let now = shared.now_ms();
@@ -154,8 +154,15 @@ pub(crate) fn compact(shared: &Shared) -> Result<()> {
         manifest.seq_max = seq_max;
         manifest.cold = written.iter().map(|(entry, _)| *entry).collect();
         manifest.logs = current.segments.keys().copied().filter(|&id| id >= manifest.log_floor).collect();
-        manifest.write(&shared.dir)?;
-        cleanup.0.clear(); // listed: no longer orphans
+        manifest.stage(&shared.dir)?; // on error the new files are removed: nothing changed
+        cleanup.0.clear();
+        if let Err(e) = Manifest::install(&shared.dir) {
+            // The rename may or may not have reached the disk: either manifest is a whole
+            // state, and the next open removes whichever files it does not list. This handle
+            // no longer knows which one holds, so it stops writing.
+            shared.queue.poison(format!("compaction could not install its MANIFEST: {e}"));
+            return Err(e);
+        }
         let mut next = (*current).clone();
         next.retired.extend(warm_ids.iter().copied());
         next.cold = new_cold;
@@ -171,7 +178,8 @@ pub(crate) fn compact(shared: &Shared) -> Result<()> {
     drop(warm);
     shared.retirements.lock().unwrap_or_else(|p| p.into_inner()).push(retirement);
     shared.retirement_pending.store(true, std::sync::atomic::Ordering::Release);
-    shared.finish_retirements()
+    shared.finish_retirements();
+    Ok(())
 }
 
 /// Files written by a compaction that has not published them: removed if it fails.

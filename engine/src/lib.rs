@@ -39,6 +39,8 @@ pub use read::Snapshot;
 pub use record::Record;
 pub use search::{Hit, Search};
 pub use stats::{RepairReport, Stats, Tier, TierStats, VerifyReport};
+#[cfg(feature = "arrow")]
+pub use {arrow_array, arrow_schema};
 
 /// Hooks for the project's own tests (feature `test-hooks`); not part of the API.
 #[cfg(feature = "test-hooks")]

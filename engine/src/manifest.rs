@@ -160,17 +160,28 @@ impl Manifest {
         }
     }
 
-    /// Replaces `dir/MANIFEST` atomically and durably.
+    /// Replaces `dir/MANIFEST` atomically and durably: `stage`, then `install`.
     pub(crate) fn write(&self, dir: &Path) -> Result<()> {
+        self.stage(dir)?;
+        Manifest::install(dir)
+    }
+
+    /// Writes and fdatasyncs `MANIFEST.tmp`. Until `install` renames it, the database is
+    /// unchanged (open removes a left-over temp file).
+    pub(crate) fn stage(&self, dir: &Path) -> Result<()> {
         let temp = dir.join(MANIFEST_TEMP_NAME);
         if temp.exists() {
             std::fs::remove_file(&temp).map_err(|e| Error::io_at(&temp, "remove stale", e))?;
         }
         let mut file = fs::create_new(&temp)?;
         file.write_all(&self.encode()).map_err(|e| Error::io_at(&temp, "write", e))?;
-        fs::sync_data(&file, &temp)?;
-        drop(file);
-        let path = dir.join(MANIFEST_FILE_NAME);
+        fs::sync_data(&file, &temp)
+    }
+
+    /// Renames the staged `MANIFEST.tmp` over `MANIFEST` and fsyncs the directory: the
+    /// commit point. After an error here the new manifest may or may not be in effect.
+    pub(crate) fn install(dir: &Path) -> Result<()> {
+        let (temp, path) = (dir.join(MANIFEST_TEMP_NAME), dir.join(MANIFEST_FILE_NAME));
         std::fs::rename(&temp, &path).map_err(|e| Error::io_at(&path, "rename into place", e))?;
         fs::sync_dir(dir)
     }

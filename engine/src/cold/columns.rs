@@ -14,7 +14,7 @@ use super::segment::ColdFile;
 /// replaces it).
 #[derive(Clone)]
 pub struct ColdSegment {
-    file: Arc<ColdFile>,
+    pub(crate) file: Arc<ColdFile>,
 }
 
 impl ColdSegment {

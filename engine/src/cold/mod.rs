@@ -6,6 +6,8 @@
 //! one, `set` is the ordered set of cold segments a reader resolves keys in, `columns` the
 //! public zero-copy view of one segment.
 
+#[cfg(feature = "arrow")]
+pub(crate) mod arrow;
 pub(crate) mod columns;
 pub(crate) mod filter;
 pub(crate) mod layout;
