@@ -555,18 +555,27 @@ impl Db {
         Snapshot::new(self.shared.clone())
     }
 
-    // ---- vector search (the vector-search issue) ----------------------------------------
+    // ---- vector search ------------------------------------------------------------------
 
-    pub fn nearest(&self, _query: &[f32], _k: usize) -> Result<Vec<Hit>> {
-        Err(Error::Unsupported { operation: "nearest" })
+    /// The `k` records whose embeddings are closest to `query` under the database's metric
+    /// (`Options::metric`), closest first, ties by key ascending. Exact, over every tier.
+    pub fn nearest(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
+        self.search(&Search::new(query).k(k))
     }
 
-    pub fn search(&self, _search: &Search<'_>) -> Result<Vec<Hit>> {
-        Err(Error::Unsupported { operation: "search" })
+    /// One search (k, metric, min_score, key prefix, filter), against a consistent view.
+    pub fn search(&self, search: &Search<'_>) -> Result<Vec<Hit>> {
+        Ok(self.search_batch_refs(&[search])?.pop().unwrap_or_default())
     }
 
-    pub fn search_batch(&self, _searches: &[Search<'_>]) -> Result<Vec<Vec<Hit>>> {
-        Err(Error::Unsupported { operation: "search_batch" })
+    /// Many searches in one pass over the data; one hit list per search, in order.
+    pub fn search_batch(&self, searches: &[Search<'_>]) -> Result<Vec<Vec<Hit>>> {
+        self.search_batch_refs(&searches.iter().collect::<Vec<_>>())
+    }
+
+    fn search_batch_refs(&self, searches: &[&Search<'_>]) -> Result<Vec<Vec<Hit>>> {
+        let (_pin, view) = self.shared.pinned_view();
+        crate::vector::scan::search(&self.shared, &view, searches, self.shared.options.search_threads())
     }
 
     // ---- maintenance ------------------------------------------------------------------

@@ -26,6 +26,7 @@ mod search;
 mod segments;
 mod snapshots;
 mod stats;
+mod vector;
 mod verify;
 
 pub use batch::Batch;

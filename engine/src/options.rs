@@ -38,6 +38,8 @@ pub struct Options {
     pub(crate) read_only: bool,
     pub(crate) segment_bytes_max: u64,
     pub(crate) cold_segment_bytes_max: u64,
+    /// Threads a search may use; 0 = the number of available cores.
+    pub(crate) threads: usize,
     pub(crate) verify_checksums: bool,
     pub(crate) clock: Clock,
 }
@@ -66,6 +68,7 @@ impl Default for Options {
             read_only: false,
             segment_bytes_max: limits::SEGMENT_BYTES_DEFAULT,
             cold_segment_bytes_max: limits::COLD_SEGMENT_BYTES_DEFAULT,
+            threads: 0,
             verify_checksums: true,
             clock: Clock(None),
         }
@@ -81,6 +84,7 @@ impl std::fmt::Debug for Options {
             .field("read_only", &self.read_only)
             .field("segment_bytes_max", &self.segment_bytes_max)
             .field("cold_segment_bytes_max", &self.cold_segment_bytes_max)
+            .field("threads", &self.threads)
             .field("verify_checksums", &self.verify_checksums)
             .finish_non_exhaustive()
     }
@@ -130,6 +134,21 @@ impl Options {
     pub fn cold_segment_bytes_max(mut self, bytes: u64) -> Self {
         self.cold_segment_bytes_max = bytes;
         self
+    }
+
+    /// Threads one search (or batch of searches) may use to scan the cold tier (default:
+    /// the number of available cores; 1 = the calling thread only).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// The threads a search uses: `threads`, or the available cores when it is 0.
+    pub(crate) fn search_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            n => n,
+        }
     }
 
     /// Verify each warm record's checksum on every read (default `true`, as RocksDB's

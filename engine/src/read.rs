@@ -152,16 +152,21 @@ impl Snapshot {
         self.view.table.cold.segments.iter().map(|f| crate::ColdSegment::new(f.clone())).collect()
     }
 
-    pub fn nearest(&self, _query: &[f32], _k: usize) -> Result<Vec<Hit>> {
-        Err(Error::Unsupported { operation: "nearest" })
+    /// As `Db::nearest`, at this snapshot.
+    pub fn nearest(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
+        self.search(&Search::new(query).k(k))
     }
 
-    pub fn search(&self, _search: &Search<'_>) -> Result<Vec<Hit>> {
-        Err(Error::Unsupported { operation: "search" })
+    /// As `Db::search`, at this snapshot.
+    pub fn search(&self, search: &Search<'_>) -> Result<Vec<Hit>> {
+        let hits = crate::vector::scan::search(&self.shared, &self.view, &[search], self.shared.options.search_threads())?;
+        Ok(hits.into_iter().next().unwrap_or_default())
     }
 
-    pub fn search_batch(&self, _searches: &[Search<'_>]) -> Result<Vec<Vec<Hit>>> {
-        Err(Error::Unsupported { operation: "search_batch" })
+    /// As `Db::search_batch`, at this snapshot.
+    pub fn search_batch(&self, searches: &[Search<'_>]) -> Result<Vec<Vec<Hit>>> {
+        let refs: Vec<&Search<'_>> = searches.iter().collect();
+        crate::vector::scan::search(&self.shared, &self.view, &refs, self.shared.options.search_threads())
     }
 }
 

@@ -1,11 +1,8 @@
-//! Vector search requests and results. The search itself arrives with the vector-search
-//! issue; until then the calls return `Error::Unsupported`.
+//! Vector search requests and results. The search itself: `vector/`.
 
 use crate::{Metric, Record};
 
 /// One search request: built with chained setters from [`Search::new`].
-// The fields are read by the vector-search issue's implementation.
-#[allow(dead_code)]
 pub struct Search<'a> {
     pub(crate) query: &'a [f32],
     pub(crate) k: usize,

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, FixedSizeListArray, Float32Array, LargeBinaryArray, RecordBatch, UInt64Array};
+use arrow_array::{Array, ArrayRef, FixedSizeListArray, Float32Array, LargeBinaryArray, RecordBatch, UInt64Array};
 use arrow_buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Schema};
 

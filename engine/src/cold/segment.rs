@@ -21,6 +21,9 @@ pub(crate) struct ColdFile {
     pub(crate) footer: Footer,
     rows: usize,
     map: ReadOnlyMap,
+    /// ‖embedding‖ of every row (0 for rows without one), computed on the first cosine
+    /// search and kept for the life of the map: 4 bytes per row. Not stored on disk.
+    norms: std::sync::OnceLock<Box<[f32]>>,
 }
 
 impl ColdFile {
@@ -65,7 +68,7 @@ impl ColdFile {
             return Err(Error::corruption(path, previous_end, "gap of 64 bytes or more before the footer"));
         }
         check_zero_gap(bytes, previous_end as usize, footer_at, path)?;
-        let cold = ColdFile { path: path.to_path_buf(), cold_id, dim, footer, rows, map };
+        let cold = ColdFile { path: path.to_path_buf(), cold_id, dim, footer, rows, map, norms: std::sync::OnceLock::new() };
         for (offsets, data) in [(Column::KeyOffsets, Column::KeyData), (Column::ContentOffsets, Column::ContentData)] {
             cold.check_offsets(offsets, data)?;
         }
@@ -127,6 +130,16 @@ impl ColdFile {
 
     pub(crate) fn embedding_values(&self) -> &[f32] {
         bytemuck::cast_slice(self.buffer(Column::EmbeddingValues))
+    }
+
+    /// The norms of the rows' embeddings (see the field), computed once.
+    pub(crate) fn norms(&self) -> &[f32] {
+        self.norms.get_or_init(|| {
+            if self.dim == 0 {
+                return vec![0.0; self.rows].into_boxed_slice();
+            }
+            self.embedding_values().chunks_exact(self.dim).map(crate::vector::kernels::norm).collect()
+        })
     }
 
     /// Byte range in the map of row `row`'s entry in a LargeBinary column.

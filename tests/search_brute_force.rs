@@ -1,0 +1,207 @@
+//! Vector search against brute force over a model, for every metric, across hot, warm and
+//! cold records with overwrites, deletes, TTLs, prefixes, filters and min_score.
+//!
+//! Embeddings have small integer components, so dot products and squared distances are
+//! exact in f32 and the brute force (done here with the same f32 operations for cosine)
+//! must agree with the engine bit for bit: keys, order and scores.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::TestClock;
+use proptest::prelude::*;
+use strata::{Db, Error, Metric, Options, Search};
+
+const DIM: usize = 5;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Put { key: Vec<u8>, embedding: Option<Vec<f32>>, ttl_ms: Option<u64> },
+    Delete { key: Vec<u8> },
+    Seal,
+    Compact,
+    Advance(u64),
+}
+
+#[derive(Clone, Debug)]
+struct Stored {
+    embedding: Option<Vec<f32>>,
+    expires_at: Option<u64>,
+}
+
+fn key() -> impl Strategy<Value = Vec<u8>> {
+    (prop::sample::select(vec![&b"a/"[..], b"b/", b"ab", b"\xff"]), 0u8..24).prop_map(|(p, i)| [p, &[i]].concat())
+}
+
+fn vector() -> impl Strategy<Value = Vec<f32>> {
+    prop::collection::vec((-4i8..=4).prop_map(f32::from), DIM)
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        12 => (key(), prop::option::weighted(0.85, vector()), prop::option::weighted(0.2, 1u64..40))
+            .prop_map(|(key, embedding, ttl_ms)| Op::Put { key, embedding, ttl_ms }),
+        3 => key().prop_map(|key| Op::Delete { key }),
+        2 => Just(Op::Seal),
+        2 => Just(Op::Compact),
+        2 => (0u64..30).prop_map(Op::Advance),
+    ]
+}
+
+#[derive(Clone, Debug)]
+struct Query {
+    vector: Vec<f32>,
+    k: usize,
+    metric: Metric,
+    min_score: Option<f32>,
+    prefix: Option<Vec<u8>>,
+    /// Keep only keys whose last byte is even.
+    even_filter: bool,
+}
+
+fn query() -> impl Strategy<Value = Query> {
+    let metric = prop::sample::select(vec![Metric::Cosine, Metric::Dot, Metric::L2]);
+    let prefix = prop::option::weighted(
+        0.3,
+        prop::sample::select(vec![b"a".to_vec(), b"a/".to_vec(), b"b/".to_vec(), b"\xff".to_vec(), b"zz".to_vec()]),
+    );
+    (vector(), 0usize..12, metric, prop::option::weighted(0.3, -20i8..20), prefix, any::<bool>()).prop_map(
+        |(mut vector, k, metric, min, prefix, even_filter)| {
+            if vector.iter().all(|&v| v == 0.0) {
+                vector[0] = 1.0; // cosine needs a non-zero query
+            }
+            Query { vector, k, metric, min_score: min.map(f32::from), prefix, even_filter }
+        },
+    )
+}
+
+fn exact_score(metric: Metric, q: &[f32], v: &[f32]) -> f32 {
+    let dot: f32 = q.iter().zip(v).map(|(a, b)| a * b).sum();
+    match metric {
+        Metric::Dot => dot,
+        Metric::L2 => q.iter().zip(v).map(|(a, b)| (a - b) * (a - b)).sum(),
+        Metric::Cosine => {
+            let qn = q.iter().map(|a| a * a).sum::<f32>().sqrt();
+            let vn = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+            if qn * vn == 0.0 {
+                0.0
+            } else {
+                dot / (qn * vn)
+            }
+        }
+    }
+}
+
+fn brute_force(model: &BTreeMap<Vec<u8>, Stored>, now: u64, q: &Query) -> Vec<(Vec<u8>, f32)> {
+    let mut hits: Vec<(Vec<u8>, f32)> = model
+        .iter()
+        .filter(|(_, s)| s.expires_at.is_none_or(|e| e > now))
+        .filter(|(k, _)| q.prefix.as_ref().is_none_or(|p| k.starts_with(p)))
+        .filter(|(k, _)| !q.even_filter || k.last().is_some_and(|b| b % 2 == 0))
+        .filter_map(|(k, s)| s.embedding.as_ref().map(|e| (k.clone(), exact_score(q.metric, &q.vector, e))))
+        .filter(|(_, score)| match (q.min_score, q.metric) {
+            (None, _) => true,
+            (Some(m), Metric::L2) => *score <= m,
+            (Some(m), _) => *score >= m,
+        })
+        .collect();
+    let closer = |a: &(Vec<u8>, f32), b: &(Vec<u8>, f32)| {
+        let by_score = if q.metric == Metric::L2 { a.1.total_cmp(&b.1) } else { b.1.total_cmp(&a.1) };
+        by_score.then_with(|| a.0.cmp(&b.0))
+    };
+    hits.sort_by(closer);
+    hits.truncate(q.k);
+    hits
+}
+
+fn search_of(q: &Query) -> Search<'_> {
+    let mut s = Search::new(&q.vector).k(q.k).metric(q.metric);
+    if let Some(m) = q.min_score {
+        s = s.min_score(m);
+    }
+    if let Some(p) = &q.prefix {
+        s = s.prefix(p);
+    }
+    if q.even_filter {
+        s = s.filter(|r| r.key().last().is_some_and(|b| b % 2 == 0));
+    }
+    s
+}
+
+fn run(ops: &[Op], queries: &[Query], threads: usize) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = TestClock::new();
+    let options = clock.install(Options::new().embedding_dim(DIM).threads(threads).segment_bytes_max(4096).cold_segment_bytes_max(4096));
+    let db = Db::open(dir.path(), options).expect("open");
+    let mut model: BTreeMap<Vec<u8>, Stored> = BTreeMap::new();
+    for (i, op) in ops.iter().enumerate() {
+        match op {
+            Op::Put { key, embedding, ttl_ms } => {
+                let content = format!("content {i}");
+                match ttl_ms {
+                    Some(ms) => db.put_with_ttl(key, content.as_bytes(), embedding.as_deref(), Duration::from_millis(*ms)),
+                    None => db.put(key, content.as_bytes(), embedding.as_deref()),
+                }
+                .expect("put");
+                model.insert(key.clone(), Stored { embedding: embedding.clone(), expires_at: ttl_ms.map(|ms| clock.now() + ms) });
+            }
+            Op::Delete { key } => {
+                db.delete(key).expect("delete");
+                model.remove(key);
+            }
+            Op::Seal => db.seal().expect("seal"),
+            Op::Compact => db.compact().expect("compact"),
+            Op::Advance(ms) => clock.advance(2 * ms),
+        }
+    }
+    let now = clock.now();
+    let snapshot = db.snapshot();
+    for q in queries {
+        let want = brute_force(&model, now, q);
+        let got: Vec<(Vec<u8>, f32)> = db.search(&search_of(q)).expect("search").into_iter().map(|h| (h.key, h.score)).collect();
+        assert_eq!(got, want, "search {q:?}");
+        let from_snapshot: Vec<(Vec<u8>, f32)> =
+            snapshot.search(&search_of(q)).expect("search").into_iter().map(|h| (h.key, h.score)).collect();
+        assert_eq!(from_snapshot, want, "snapshot search {q:?}");
+    }
+    let batch: Vec<Search<'_>> = queries.iter().map(search_of).collect();
+    let got = db.search_batch(&batch).expect("search_batch");
+    for (q, hits) in queries.iter().zip(got) {
+        let hits: Vec<(Vec<u8>, f32)> = hits.into_iter().map(|h| (h.key, h.score)).collect();
+        assert_eq!(hits, brute_force(&model, now, q), "batch member {q:?}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, .. ProptestConfig::default() })]
+
+    #[test]
+    fn search_agrees_with_brute_force(ops in prop::collection::vec(op(), 0..120), queries in prop::collection::vec(query(), 1..6), threads in 1usize..4) {
+        run(&ops, &queries, threads);
+    }
+}
+
+#[test]
+fn arguments_are_checked_and_edges_behave() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path(), Options::new().embedding_dim(3)).expect("open");
+    assert_eq!(db.nearest(&[1.0, 0.0, 0.0], 5).expect("empty database"), Vec::new());
+    db.put(b"x", b"", Some(&[1.0, 2.0, 3.0])).expect("put");
+    db.put(b"no-embedding", b"", None).expect("put");
+    assert!(matches!(db.nearest(&[1.0, 0.0], 5), Err(Error::InvalidArgument { .. })), "dimension mismatch");
+    assert!(matches!(db.nearest(&[f32::NAN, 0.0, 0.0], 5), Err(Error::InvalidArgument { .. })), "non-finite query");
+    assert!(matches!(db.nearest(&[0.0, 0.0, 0.0], 5), Err(Error::InvalidArgument { .. })), "cosine of a zero query");
+    assert_eq!(db.search(&Search::new(&[0.0, 0.0, 0.0]).metric(Metric::L2)).expect("L2 of a zero query").len(), 1);
+    assert_eq!(db.nearest(&[1.0, 0.0, 0.0], 0).expect("k = 0"), Vec::new());
+    let hits = db.nearest(&[1.0, 2.0, 3.0], 100).expect("k larger than the data");
+    assert_eq!(hits.len(), 1, "a record without an embedding is never a hit");
+    assert_eq!(hits[0].key, b"x");
+    assert!((hits[0].score - 1.0).abs() < 1e-6);
+    let batch = db.search_batch(&[Search::new(&[1.0, 0.0, 0.0]), Search::new(&[1.0])]);
+    assert!(matches!(batch, Err(Error::InvalidArgument { .. })), "one bad query fails the batch");
+    let no_dim = tempfile::tempdir().expect("tempdir");
+    let plain = Db::open(no_dim.path(), Options::new()).expect("open");
+    assert!(matches!(plain.nearest(&[1.0], 1), Err(Error::InvalidArgument { .. })), "no embeddings stored");
+}
