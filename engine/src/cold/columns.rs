@@ -93,7 +93,7 @@ pub struct ColdColumns<'a> {
     pub keys: BinaryColumn<'a>,
     pub content: BinaryColumn<'a>,
     pub embedding_dim: usize,
-    /// `rows × embedding_dim` values, row-major (Arrow FixedSizeList<f32> child values);
+    /// `rows × embedding_dim` values, row-major (Arrow `FixedSizeList<f32>` child values);
     /// rows without an embedding hold zeros there.
     pub embeddings: &'a [f32],
     /// Arrow validity bitmap of the embeddings: bit `i % 8` of byte `i / 8` is set when row
