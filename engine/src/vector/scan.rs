@@ -270,6 +270,8 @@ impl ColdScan<'_> {
         let validity = segment.buffer(crate::cold::layout::Column::EmbeddingValidity);
         let shadowed = &self.shadowed[s];
         let (seq, now) = (self.view.seq, self.view.now_ms);
+        let seqs = segment.u64s(crate::cold::layout::Column::Seq);
+        let expiries = segment.u64s(crate::cold::layout::Column::ExpiresAt);
         let norms = self.queries.iter().any(|q| q.metric == Metric::Cosine).then(|| segment.norms());
         // Rows that can be hits at all (embedding present, not shadowed, visible, live).
         let mut candidates: Vec<usize> = Vec::with_capacity(TILE_ROWS);
@@ -280,8 +282,8 @@ impl ColdScan<'_> {
             candidates.extend((tile_start..tile_end).filter(|&r| {
                 validity[r / 8] & (1 << (r % 8)) != 0
                     && shadowed[r / 64] & (1 << (r % 64)) == 0
-                    && segment.seq(r) <= seq
-                    && segment.is_live(r, now)
+                    && seqs[r] <= seq
+                    && (expiries[r] == 0 || expiries[r] > now)
             }));
             for ((query, selection), &(lo, hi)) in self.queries.iter().zip(selections.iter_mut()).zip(&self.ranges[s]) {
                 if query.k == 0 {
