@@ -1,13 +1,17 @@
 //! Writes the golden files of format v1: a small database with fixed content (see
-//! `format-spec/golden/v1/README.md`) and, beside it, damaged copies of it.
+//! `format-spec/golden/v1/README.md`), damaged copies of it, and a second database with a
+//! cold tier (`db-cold/`: a MANIFEST, a cold segment, a warm and a hot log segment).
 //! Run: `cargo run --example make_golden -- format-spec/golden/v1`
 //!
 //! The output is deterministic: one writer thread, one commit at a time, the TTL clock
 //! injected (the `test-hooks` feature of the dev-dependency `strata-engine`), and strata
-//! zeroes every padding byte. `tests/format_golden.rs` runs the same functions into a
-//! temporary directory and compares the result with the committed files byte for byte.
+//! zeroes every padding byte. `tests/format_golden.rs` and `tests/format_golden_cold.rs` run
+//! the same functions into a temporary directory and compare the result with the committed
+//! files byte for byte.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use strata::{Batch, Db, Durability, Options};
@@ -184,12 +188,115 @@ fn truncate_to(path: &Path, len: usize) -> std::io::Result<()> {
     edit(path, |bytes| bytes.truncate(len))
 }
 
+// ---- db-cold: a database with a cold tier ----------------------------------------------
+
+/// Embedding dimension of `db-cold` (3, so that no column length is a multiple of 16).
+pub const COLD_DIM: usize = 3;
+/// Rows `r/000` ..= `r/149` of `db-cold`: enough for three fences and a four-block filter.
+pub const COLD_ROW_COUNT: usize = 150;
+/// TTL of `ttl/soon`: it expires at `CLOCK_MS + 1000`, after both compactions ran (so it is
+/// a cold row), long before anyone reads the golden files.
+pub const TTL_SOON_MS: u64 = 1_000;
+/// `Options::cold_segment_bytes_max` of `db-cold`: compaction cuts its rows into two cold
+/// segments.
+pub const COLD_SEGMENT_BYTES_MAX: u64 = 8192;
+/// The smallest key of `db-cold`: one 0x00 byte.
+pub const COLD_MIN_KEY: &[u8] = &[0x00];
+/// The largest key of `db-cold`: twelve 0xFF bytes.
+pub const COLD_MAX_KEY: &[u8] = &[0xFF; 12];
+
+/// Key of row `i`: `r/000` .. `r/149`.
+pub fn cold_row_key(i: usize) -> Vec<u8> {
+    format!("r/{i:03}").into_bytes()
+}
+
+/// Content of row `i`: empty for every fifth row.
+pub fn cold_row_content(i: usize) -> Vec<u8> {
+    if i.is_multiple_of(5) {
+        Vec::new()
+    } else {
+        format!("content of row {i}").into_bytes()
+    }
+}
+
+/// Embedding of row `i`: none for every third row.
+pub fn cold_row_embedding(i: usize) -> Option<[f32; 3]> {
+    (!i.is_multiple_of(3)).then(|| [i as f32, i as f32 + 0.5, -(i as f32)])
+}
+
+/// Writes the cold-tier golden database into `dir`, which must not exist, and removes its
+/// `LOCK`. The clock starts at `CLOCK_MS` and is moved forward only where noted.
+///
+/// Session 1 writes seq 1..=160 and closes. Session 2 (seq 161..=172) overwrites and
+/// deletes, seals segment 1, compacts it into cold segment 1; writes to segment 2, seals it,
+/// compacts cold segment 1 and segment 2 into cold segment 2; writes to segment 3 and seals
+/// it (a warm segment the MANIFEST does not list); writes to segment 4 and closes.
+pub fn write_cold_db(dir: &Path) -> strata::Result<()> {
+    assert!(!dir.exists(), "{} already exists", dir.display());
+    let clock = Arc::new(AtomicU64::new(CLOCK_MS));
+    let options = || {
+        let clock = clock.clone();
+        Options::new()
+            .embedding_dim(COLD_DIM)
+            .durability(Durability::Sync)
+            .cold_segment_bytes_max(COLD_SEGMENT_BYTES_MAX)
+            .clock(move || clock.load(Ordering::SeqCst))
+    };
+    let db = Db::open(dir, options())?;
+    db.put(b"alpha", b"first version of alpha", Some(&[1.0, 2.0, 3.0]))?; // seq 1
+    db.put(b"beta", b"", Some(&[0.5, -0.5, 0.25]))?; // seq 2: empty content
+    db.put(b"gamma", b"no embedding; deleted after the first compaction", None)?; // seq 3
+    db.put(ODD_KEY, ODD_CONTENT, Some(&[-0.0, f32::from_bits(1), f32::MAX]))?; // seq 4
+    db.put(COLD_MIN_KEY, b"the smallest key", None)?; // seq 5
+    db.put(COLD_MAX_KEY, b"the largest key", Some(&[f32::MIN, 0.0, 1.0]))?; // seq 6
+    db.put_with_ttl(b"ttl/far", b"expires in the year 2118", None, Duration::from_millis(TTL_FAR_MS))?; // seq 7
+    db.put_with_ttl(b"ttl/soon", b"expires one second after it was written", Some(&[7.0, 8.0, 9.0]), Duration::from_millis(TTL_SOON_MS))?; // seq 8
+    db.put_with_ttl(b"ttl/past", b"expired before the first compaction", None, Duration::from_millis(TTL_PAST_MS))?; // seq 9
+    db.put(b"doomed", b"to be deleted", None)?; // seq 10
+    for i in 0..COLD_ROW_COUNT {
+        let embedding = cold_row_embedding(i);
+        db.put(&cold_row_key(i), &cold_row_content(i), embedding.as_ref().map(|e| &e[..]))?;
+        // seq 11 + i
+    }
+    db.close()?;
+    drop(db);
+
+    let db = Db::open(dir, options())?;
+    db.put(b"alpha", b"second version of alpha", Some(&[3.0, 2.0, 1.0]))?; // seq 161: overwrite
+    db.delete(b"doomed")?; // seq 162
+    db.put(b"r/042", b"overwritten before the first compaction", None)?; // seq 163
+    db.seal()?; // segment 1 sealed, segment 2 started
+    clock.store(CLOCK_MS + 10, Ordering::SeqCst); // ttl/past has expired, ttl/soon has not
+    db.compact()?; // cold segment 1 <- segment 1; MANIFEST generation 1
+
+    db.delete(b"gamma")?; // seq 164: a tombstone over a cold row
+    db.put(b"r/100", b"overwrites a cold row before the second compaction", Some(&[1.0, 0.0, 0.0]))?; // seq 165
+    db.put(b"mid/1", b"a new key between cold rows", None)?; // seq 166
+    db.seal()?; // segment 2 sealed, segment 3 started
+    clock.store(CLOCK_MS + 20, Ordering::SeqCst);
+    db.compact()?; // cold segment 2 <- cold segment 1 + segment 2; MANIFEST generation 2
+
+    db.put(b"warm/1", b"in a sealed segment the MANIFEST does not list", Some(&[0.0, 1.0, 0.0]))?; // seq 167
+    db.delete(b"r/010")?; // seq 168: a warm tombstone over a cold row
+    db.put(b"r/020", b"a warm version over a cold row", None)?; // seq 169
+    db.seal()?; // segment 3 sealed, segment 4 started
+
+    db.put(b"hot/1", b"in the active segment", Some(&[0.0, 0.0, 1.0]))?; // seq 170
+    db.put(b"beta", b"beta, rewritten in the hot tier", None)?; // seq 171: a hot version over a cold row
+    db.delete(b"r/149")?; // seq 172: a hot tombstone over the cold row before the largest key
+    db.close()?;
+    drop(db);
+    std::fs::remove_file(dir.join("LOCK"))?;
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out: PathBuf =
         std::env::args_os().nth(1).map(PathBuf::from).ok_or("usage: make_golden <output dir, e.g. format-spec/golden/v1>")?;
     let db = out.join("db");
     write_db(&db)?;
     write_variants(&db, &out.join("corrupt"))?;
-    println!("wrote {} and {}", db.display(), out.join("corrupt").display());
+    write_cold_db(&out.join("db-cold"))?;
+    println!("wrote {}, {} and {}", db.display(), out.join("corrupt").display(), out.join("db-cold").display());
     Ok(())
 }

@@ -33,3 +33,13 @@ fn sealed_segment_corpus_never_panics() {
 fn meta_corpus_never_panics() {
     assert!(replay("open_meta", harness::open_meta) > 0, "the corpus must not be empty");
 }
+
+#[test]
+fn cold_segment_corpus_never_panics() {
+    assert!(replay("open_cold_segment", harness::open_cold_segment) > 0, "the corpus must not be empty");
+}
+
+#[test]
+fn manifest_corpus_never_panics() {
+    assert!(replay("open_manifest", harness::open_manifest) > 0, "the corpus must not be empty");
+}

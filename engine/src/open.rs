@@ -32,7 +32,6 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Db> {
     let meta = read_or_create_meta(dir, &options, is_new)?;
     let manifest = stored_manifest.unwrap_or_default();
     let live = live_files(dir, &manifest)?;
-    let orphans_removed = if options.read_only { 0 } else { remove_orphans(dir, &live.orphans)? };
     let segment_files = live.logs;
     let embedding_dim = meta.embedding_dim as usize;
     if let Some(wanted) = options.embedding_dim.filter(|&d| d != embedding_dim) {
@@ -45,6 +44,8 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Db> {
     let loaded = load_segments(&segment_files, embedding_dim, manifest.seq_max)?;
     let (index, mut last_seq) = build_index(&loaded, embedding_dim)?;
     last_seq = last_seq.max(manifest.seq_max);
+    // Only once everything live has been validated: a failing open changes nothing.
+    let orphans_removed = if options.read_only { 0 } else { remove_orphans(dir, &live.orphans)? };
 
     let mut table = SegmentTable { cold: Arc::new(cold), ..SegmentTable::default() };
     for segment in &loaded.sealed {

@@ -113,10 +113,12 @@ impl Column {
         }
     }
 
-    /// Small columns are checksummed at open; the data buffers (keys, contents, embeddings)
-    /// are covered per row by `RowCrc` on every read and as a whole by `Db::verify`.
+    /// Every column but the contents and embeddings is checksummed at open — the keys
+    /// included, because lookups, scans and search trust key order before they reach a
+    /// row checksum. Contents and embeddings are covered per row by `RowCrc` on every read
+    /// and as a whole by `Db::verify`.
     pub(crate) fn checked_at_open(self) -> bool {
-        !matches!(self, Column::KeyData | Column::ContentData | Column::EmbeddingValues)
+        !matches!(self, Column::ContentData | Column::EmbeddingValues)
     }
 }
 

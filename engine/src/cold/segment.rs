@@ -75,7 +75,25 @@ impl ColdFile {
         if rows > 0 && (cold.key(0) != cold.footer.min_key || cold.key(rows - 1) != cold.footer.max_key) {
             return Err(Error::corruption(path, footer_at as u64, "footer min/max key differ from the first/last key"));
         }
+        cold.check_key_order()?;
         Ok(cold)
+    }
+
+    /// Keys strictly ascending and the fences matching them: what every lookup relies on.
+    fn check_key_order(&self) -> Result<()> {
+        let fences = self.u64s(Column::Fences);
+        for row in 0..self.rows {
+            let key = self.key(row);
+            if row > 0 && self.key(row - 1) >= key {
+                let at = self.key_range(row).start as u64;
+                return Err(Error::corruption(&self.path, at, format!("cold row {row}'s key is not above the previous key")));
+            }
+            if row % FENCE_ROWS == 0 && fences[row / FENCE_ROWS] != layout::key_prefix(key) {
+                let at = self.entry(Column::Fences).offset + 8 * (row / FENCE_ROWS) as u64;
+                return Err(Error::corruption(&self.path, at, format!("fence of row {row} differs from its key")));
+            }
+        }
+        Ok(())
     }
 
     fn check_offsets(&self, offsets_column: Column, data_column: Column) -> Result<()> {
