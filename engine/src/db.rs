@@ -117,10 +117,21 @@ impl Shared {
     }
 
     /// A pinned view of the current state, for snapshots and iterators.
+    ///
+    /// The table is loaded after the pin (so it holds every segment a version <= the pin
+    /// lives in). If a compaction published it after the pin was taken, its cold set may
+    /// already lack a version the pin needs (replaced by a newer one, or dropped with a
+    /// tombstone newer than the pin): then the view is taken again, at a seq that sees
+    /// everything that compaction moved (it was visible before it was compacted).
     pub(crate) fn pinned_view(&self) -> (Arc<Pin>, ReadView) {
-        let pin = Arc::new(Pin::new(&self.snapshots, &self.visible_seq));
-        let view = ReadView { seq: pin.seq, table: self.segments.load_full(), now_ms: self.now_ms() };
-        (pin, view)
+        loop {
+            let pin = Arc::new(Pin::new(&self.snapshots, &self.visible_seq));
+            let table = self.segments.load_full();
+            if table.cold.seq_max <= pin.seq {
+                let view = ReadView { seq: pin.seq, table, now_ms: self.now_ms() };
+                return (pin, view);
+            }
+        }
     }
 
     /// Under the writer lock no commit is half-written: flushes the active segment so its
@@ -152,19 +163,24 @@ impl Shared {
         if !self.retirement_pending.load(Ordering::Acquire) {
             return;
         }
+        // Held until the index entries are gone, so retirements finish one after another.
         let mut pending = self.retirements.lock().unwrap_or_else(|p| p.into_inner());
         let oldest_pin = self.snapshots.oldest();
-        let (ready, waiting): (Vec<Retirement>, Vec<Retirement>) = std::mem::take(&mut *pending)
-            .into_iter()
-            .partition(|r| Arc::strong_count(&r.replaced_cold) == 1 && oldest_pin.is_none_or(|pin| pin >= r.seq_max));
-        *pending = waiting;
+        // In compaction order, and only a ready prefix: the index entries of an older
+        // compaction hold older versions, and must never outlive those of a newer one (they
+        // would then hide the newer cold row).
+        let ready_count = pending
+            .iter()
+            .take_while(|r| Arc::strong_count(&r.replaced_cold) == 1 && oldest_pin.is_none_or(|pin| pin >= r.seq_max))
+            .count();
+        let ready: Vec<Retirement> = pending.drain(..ready_count).collect();
         self.retirement_pending.store(!pending.is_empty(), Ordering::Release);
-        drop(pending);
         if ready.is_empty() {
             return;
         }
         let log_ids: std::collections::BTreeSet<u32> = ready.iter().flat_map(|r| r.log_ids.iter().copied()).collect();
         self.index.remove_segments(&log_ids);
+        drop(pending);
         {
             let _writer = self.writer();
             let mut next = (**self.segments.load()).clone();
@@ -490,7 +506,24 @@ impl Db {
         let shared = &*self.shared;
         let mut seq = shared.visible_seq.load(Ordering::Acquire);
         for _ in 0..GET_RETRIES_UNPINNED {
-            if let Some((found_seq, version)) = shared.index.newest_at(key, seq) {
+            // Usually the newest version in the index is visible: one lookup decides.
+            let found = match shared.index.newest_at(key, u64::MAX) {
+                Some((newest_seq, version)) if newest_seq <= seq => Some((newest_seq, version)),
+                Some(_) => {
+                    // A newer version exists. The version `seq` reads may have been pruned
+                    // since (no pin holds it once the visible seq moved on), leaving one kept
+                    // for an old snapshot: only trust the answer if the visible seq did not move.
+                    let at_seq = shared.index.newest_at(key, seq);
+                    let now = shared.visible_seq.load(Ordering::Acquire);
+                    if now != seq {
+                        seq = now;
+                        continue;
+                    }
+                    at_seq
+                }
+                None => None,
+            };
+            if let Some((found_seq, version)) = found {
                 // The clock is read only for a record with a TTL.
                 let now_ms = if version.expires_at_ms == 0 { 0 } else { shared.now_ms() };
                 if !version.is_live(now_ms) {

@@ -345,13 +345,23 @@ impl Index {
                 None
             }
             Direction::Backward => {
-                // Versions of one key arrive oldest first; the last one <= at_seq wins.
+                // Versions of one key arrive oldest first; the last one <= at_seq wins. If it
+                // was removed after it was read (compacted into the cold tier, whose newer
+                // versions may already be gone too), the key is looked up again forwards,
+                // which sees its newest remaining version in one step.
+                let decide = |candidate: &crossbeam_skiplist::map::Entry<'_, IndexKey, Version>| {
+                    if candidate.is_removed() {
+                        self.newest_at(candidate.key().user_key(), at_seq)
+                    } else {
+                        Some((candidate.key().seq(), *candidate.value()))
+                    }
+                };
                 let mut group: Option<crossbeam_skiplist::map::Entry<'_, IndexKey, Version>> = None;
-                let mut candidate: Option<(u64, Version)> = None;
+                let mut candidate: Option<crossbeam_skiplist::map::Entry<'_, IndexKey, Version>> = None;
                 for entry in range.rev() {
                     let same = group.as_ref().is_some_and(|g| g.key().user_key() == entry.key().user_key());
                     if !same {
-                        if let (Some((seq, version)), Some(g)) = (candidate.take(), group.as_ref()) {
+                        if let (Some((seq, version)), Some(g)) = (candidate.take().and_then(|c| decide(&c)), group.as_ref()) {
                             out.push(g.key().user_key(), seq, version);
                             keys_seen += 1;
                         }
@@ -361,10 +371,10 @@ impl Index {
                         group = Some(entry.clone());
                     }
                     if entry.key().seq() <= at_seq {
-                        candidate = Some((entry.key().seq(), *entry.value()));
+                        candidate = Some(entry);
                     }
                 }
-                if let (Some((seq, version)), Some(g)) = (candidate, group.as_ref()) {
+                if let (Some((seq, version)), Some(g)) = (candidate.and_then(|c| decide(&c)), group.as_ref()) {
                     out.push(g.key().user_key(), seq, version);
                 }
                 None
@@ -373,10 +383,27 @@ impl Index {
     }
 
     /// Removes every version stored in one of `segment_ids` (segments compacted into the
-    /// cold tier, which now holds what a reader can still ask for).
+    /// cold tier, which now holds what a reader can still ask for). The caller guarantees no
+    /// reader reads below the newest seq those segments hold.
+    ///
+    /// In two passes, so that a concurrent scan in either direction never sees a key go
+    /// back to an older version: first the compacted versions that a newer compacted
+    /// version of the same key supersedes (no reader can read them); then each key's one
+    /// remaining compacted version, which the cold row of that key replaces exactly.
     pub(crate) fn remove_segments(&self, segment_ids: &std::collections::BTreeSet<u32>) {
+        let compacted = |entry: &crossbeam_skiplist::map::Entry<'_, IndexKey, Version>| segment_ids.contains(&entry.value().segment_id);
+        let mut newer: Option<crossbeam_skiplist::map::Entry<'_, IndexKey, Version>> = None;
         for entry in self.map.iter() {
-            if segment_ids.contains(&entry.value().segment_id) {
+            let superseded =
+                compacted(&entry) && newer.as_ref().is_some_and(|n| n.key().user_key() == entry.key().user_key() && compacted(n));
+            if superseded {
+                entry.remove();
+            } else {
+                newer = Some(entry);
+            }
+        }
+        for entry in self.map.iter() {
+            if compacted(&entry) {
                 entry.remove();
             }
         }

@@ -201,7 +201,7 @@ fn load_cold(dir: &Path, manifest: &Manifest, embedding_dim: usize) -> Result<Co
             segments.push(Arc::new(file));
         }
     }
-    Ok(ColdSet::new(segments))
+    Ok(ColdSet::new(segments, manifest.seq_max))
 }
 
 fn load_segments(segment_files: &[(u32, PathBuf)], embedding_dim: usize, cold_seq_max: u64) -> Result<LoadedSegments> {

@@ -352,3 +352,111 @@ pub fn expect_corruption<T: std::fmt::Debug>(
         other => panic!("{context}: expected Error::Corruption in {file_name} at {offsets:?}, got {other:?}"),
     }
 }
+
+// ---- the MANIFEST (format-spec/manifest.md) ---------------------------------------------------
+
+/// What the tests read from a `MANIFEST`: which files it makes live.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ManifestFacts {
+    pub generation: u64,
+    pub log_floor: u32,
+    pub next_cold_id: u64,
+    pub seq_max: u64,
+    pub cold_ids: Vec<u64>,
+    pub log_ids: Vec<u32>,
+}
+
+pub const MANIFEST_HEADER_LEN: usize = 48;
+pub const MANIFEST_COLD_ENTRY_LEN: usize = 24;
+
+/// Decodes `dir/MANIFEST` (layout and checksum checked); `None` when there is none.
+pub fn read_manifest(dir: &Path) -> Option<ManifestFacts> {
+    let bytes = match std::fs::read(dir.join("MANIFEST")) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => panic!("read MANIFEST: {e}"),
+    };
+    assert!(bytes.len() >= MANIFEST_HEADER_LEN + 4 && bytes.starts_with(b"STRATMAN"), "MANIFEST of {} bytes", bytes.len());
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    let cold_count = u32_at(40) as usize;
+    let log_count = u32_at(44) as usize;
+    let crc_at = MANIFEST_HEADER_LEN + cold_count * MANIFEST_COLD_ENTRY_LEN + log_count * 4;
+    assert_eq!(bytes.len(), crc_at + 4, "MANIFEST length against its counts");
+    assert_eq!(crc32fast::hash(&bytes[..crc_at]), u32_at(crc_at), "MANIFEST checksum");
+    let cold_ids = (0..cold_count).map(|i| read_u64(&bytes, MANIFEST_HEADER_LEN + i * MANIFEST_COLD_ENTRY_LEN)).collect();
+    let logs_at = MANIFEST_HEADER_LEN + cold_count * MANIFEST_COLD_ENTRY_LEN;
+    let log_ids = (0..log_count).map(|i| u32_at(logs_at + i * 4)).collect();
+    Some(ManifestFacts {
+        generation: read_u64(&bytes, 12),
+        log_floor: u32_at(20),
+        next_cold_id: read_u64(&bytes, 24),
+        seq_max: read_u64(&bytes, 32),
+        cold_ids,
+        log_ids,
+    })
+}
+
+pub fn cold_file_name(cold_id: u64) -> String {
+    format!("{cold_id:016x}.cold")
+}
+
+/// The cold segment files of `dir`, ascending by id.
+pub fn cold_files(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+        .expect("list the database directory")
+        .map(|entry| entry.expect("directory entry").path())
+        .filter_map(|path| {
+            let name = path.file_name()?.to_str()?;
+            let id = u64::from_str_radix(name.strip_suffix(".cold")?, 16).ok()?;
+            Some((id, path))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// The files a writable open of `dir` must remove as orphans of an interrupted compaction,
+/// judged by the MANIFEST (or its absence): log segments below `log_floor`, cold segments
+/// it does not list, a `MANIFEST.tmp`. Sorted file names.
+pub fn expected_orphans(dir: &Path) -> Vec<String> {
+    let manifest = read_manifest(dir).unwrap_or_default();
+    let mut orphans: Vec<String> = Vec::new();
+    for (id, path) in segment_files(dir) {
+        if id < manifest.log_floor {
+            orphans.push(path.file_name().and_then(|n| n.to_str()).expect("name").to_string());
+        }
+    }
+    for (id, _) in cold_files(dir) {
+        if !manifest.cold_ids.contains(&id) {
+            orphans.push(cold_file_name(id));
+        }
+    }
+    if dir.join("MANIFEST.tmp").exists() {
+        orphans.push("MANIFEST.tmp".to_string());
+    }
+    orphans.sort();
+    orphans
+}
+
+/// After a writable open of `dir`: every file is one `db` needs — `META`, `MANIFEST`,
+/// `LOCK`, exactly the cold segments it reads, and as many log segments as its hot and
+/// warm tiers count (all at or above the MANIFEST's `log_floor`); nothing else.
+pub fn assert_only_live_files(db: &Db, dir: &Path, context: &str) {
+    let stats = db.stats();
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .expect("list the database directory")
+        .map(|e| e.expect("directory entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut live_cold: Vec<u64> = db.cold_segments().iter().map(|s| s.id()).collect();
+    live_cold.sort();
+    let on_disk_cold: Vec<u64> = cold_files(dir).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(on_disk_cold, live_cold, "{context}: the cold files on disk are exactly the live cold segments: {names:?}");
+    let logs = segment_files(dir);
+    assert_eq!(logs.len() as u64, stats.hot.segments + stats.warm.segments, "{context}: log files against live log segments: {names:?}");
+    let floor = read_manifest(dir).map_or(0, |m| m.log_floor);
+    assert!(logs.iter().all(|(id, _)| *id >= floor), "{context}: a log segment below log_floor {floor} is left: {names:?}");
+    for name in &names {
+        let known = matches!(name.as_str(), "META" | "MANIFEST" | "LOCK") || name.ends_with(".log") || name.ends_with(".cold");
+        assert!(known, "{context}: unexpected file {name} in {names:?}");
+    }
+}

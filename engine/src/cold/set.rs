@@ -19,12 +19,16 @@ pub(crate) struct ColdRow {
 pub(crate) struct ColdSet {
     /// Ascending by key; key ranges disjoint (`max_key` of one < `min_key` of the next).
     pub(crate) segments: Vec<Arc<ColdFile>>,
+    /// Newest seq any compaction moved into this set (the MANIFEST's `seq_max`): a reader
+    /// pinned below it must not use this set (`Shared::pinned_view`).
+    pub(crate) seq_max: u64,
 }
 
 impl ColdSet {
-    pub(crate) fn new(segments: Vec<Arc<ColdFile>>) -> ColdSet {
+    pub(crate) fn new(segments: Vec<Arc<ColdFile>>, seq_max: u64) -> ColdSet {
         debug_assert!(segments.windows(2).all(|w| w[0].footer.max_key < w[1].footer.min_key), "cold key ranges are disjoint and ordered");
-        ColdSet { segments }
+        debug_assert!(segments.iter().all(|s| s.footer.seq_max <= seq_max));
+        ColdSet { segments, seq_max }
     }
 
     pub(crate) fn segment(&self, row: ColdRow) -> &Arc<ColdFile> {
