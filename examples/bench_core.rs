@@ -31,8 +31,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use strata::{Db, Durability, Options, Tier};
 
+mod harness;
 #[path = "../benches/support.rs"]
 mod support;
+use harness::*;
 use support::*;
 
 const EMBEDDING_DIM: usize = 768;
@@ -40,13 +42,9 @@ const CONTENT_LEN_MIN: usize = 64;
 const CONTENT_LEN_MAX: usize = 32 * 1024;
 /// Content length of the durable-put figures (small records: the fsync is the cost).
 const SYNC_PUT_CONTENT_LEN: usize = 64;
-/// The raw sequential-write baseline writes in chunks of this size.
-const RAW_WRITE_CHUNK_BYTES: usize = 1 << 20;
 /// Size of a log record header in the engine's format; the raw fsync baseline appends as
 /// many bytes per write as the engine does (header + key + embedding + content, 8-aligned).
 const RECORD_HEADER_LEN: usize = 32;
-
-type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 struct Config {
     records_count: usize,
@@ -138,157 +136,7 @@ impl Workload {
     }
 }
 
-// ---- results ---------------------------------------------------------------------------
-
-enum Target {
-    AtLeast(f64),
-    AtMost(f64),
-    /// Reported for information; no target was set.
-    Informative,
-}
-
-/// One line of the result table.
-struct Figure {
-    name: String,
-    engine: String,
-    baseline: String,
-    ratio: f64,
-    target: Target,
-}
-
-impl Figure {
-    fn verdict(&self) -> &'static str {
-        match self.target {
-            Target::AtLeast(t) if self.ratio >= t => "met",
-            Target::AtMost(t) if self.ratio <= t => "met",
-            Target::Informative => "",
-            _ => "MISSED",
-        }
-    }
-
-    fn target_text(&self) -> String {
-        match self.target {
-            Target::AtLeast(t) => format!(">= {t:.2}"),
-            Target::AtMost(t) => format!("<= {t:.2}"),
-            Target::Informative => "-".into(),
-        }
-    }
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    assert!(!values.is_empty(), "median of nothing");
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
-    }
-}
-
-/// Per-round (engine, baseline) pairs of one figure.
-#[derive(Default)]
-struct Rounds {
-    engine: Vec<f64>,
-    baseline: Vec<f64>,
-    /// The ratio of each round: engine / baseline, or a more robust estimate of it.
-    ratios: Vec<f64>,
-}
-
-impl Rounds {
-    fn push(&mut self, engine: f64, baseline: f64) {
-        self.push_with_ratio(engine, baseline, engine / baseline);
-    }
-
-    fn push_with_ratio(&mut self, engine: f64, baseline: f64, ratio: f64) {
-        self.engine.push(engine);
-        self.baseline.push(baseline);
-        self.ratios.push(ratio);
-    }
-
-    /// Median over rounds of each round's ratio (engine and baseline measured together).
-    fn ratio(&self) -> f64 {
-        median(self.ratios.clone())
-    }
-
-    fn engine_median(&self) -> f64 {
-        median(self.engine.clone())
-    }
-
-    fn baseline_median(&self) -> f64 {
-        median(self.baseline.clone())
-    }
-
-    fn rounds_text(&self) -> String {
-        let ratios: Vec<String> = self.ratios.iter().map(|r| format!("{r:.3}")).collect();
-        ratios.join(", ")
-    }
-}
-
-fn mib_per_s(bytes: u64, seconds: f64) -> f64 {
-    bytes as f64 / seconds / (1024.0 * 1024.0)
-}
-
-fn flush_os_caches() {
-    // Write back every dirty page of the system, so that a timed phase does not pay for
-    // the previous phase's writeback. (Dropping the page cache would need privileges.)
-    let _ = std::process::Command::new("sync").status();
-}
-
-/// (seconds on a CPU, seconds runnable but waiting for one) of the calling thread so far,
-/// from `/proc/thread-self/schedstat`. Wall time minus both is time blocked (I/O, fsync).
-fn thread_schedstat() -> Result<(f64, f64)> {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat")?;
-    let mut fields = text.split_whitespace().map(str::parse::<u64>);
-    let mut next = || -> Result<f64> { Ok(fields.next().ok_or("malformed schedstat")?? as f64 / 1e9) };
-    Ok((next()?, next()?))
-}
-
-/// Where a timed phase's wall time went.
-struct TimeSplit {
-    wall: f64,
-    on_cpu: f64,
-    runqueue: f64,
-}
-
-impl TimeSplit {
-    fn measure<T>(phase: impl FnOnce() -> Result<T>) -> Result<(T, TimeSplit)> {
-        let (cpu_start, wait_start) = thread_schedstat()?;
-        let start = Instant::now();
-        let value = phase()?;
-        let wall = start.elapsed().as_secs_f64();
-        let (cpu_end, wait_end) = thread_schedstat()?;
-        Ok((value, TimeSplit { wall, on_cpu: cpu_end - cpu_start, runqueue: wait_end - wait_start }))
-    }
-
-    fn text(&self) -> String {
-        let blocked = (self.wall - self.on_cpu - self.runqueue).max(0.0);
-        format!("{:.2} s = CPU {:.2} + run queue {:.2} + blocked {blocked:.2}", self.wall, self.on_cpu, self.runqueue)
-    }
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg").map_or_else(|_| "?".into(), |s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-}
-
 // ---- 1. bulk load ----------------------------------------------------------------------
-
-fn raw_sequential_write(dir: &Path, bytes: u64, chunk: &[u8]) -> Result<Duration> {
-    let path = dir.join("raw-sequential-write.bin");
-    let start = Instant::now();
-    let mut file = File::create(&path)?;
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(chunk.len() as u64) as usize;
-        file.write_all(&chunk[..n])?;
-        left -= n as u64;
-    }
-    file.sync_data()?;
-    let elapsed = start.elapsed();
-    drop(file);
-    std::fs::remove_file(&path)?;
-    Ok(elapsed)
-}
 
 fn bulk_options() -> Options {
     Options::new().embedding_dim(EMBEDDING_DIM).durability(Durability::None)
@@ -313,8 +161,7 @@ struct BulkLoad {
 
 fn bulk_load(root: &Path, workload: &Workload, config: &Config) -> Result<(BulkLoad, Vec<Figure>)> {
     let logical = workload.logical_bytes();
-    let mut chunk = vec![0u8; RAW_WRITE_CHUNK_BYTES];
-    StdRng::seed_from_u64(config.seed ^ 1).fill(&mut chunk[..]);
+    let chunk = raw_write_chunk(config.seed ^ 1);
     let mut rounds = Rounds::default();
     let mut load_seconds = Vec::new();
     let mut space = (0.0, 0.0, 0u64);
@@ -327,14 +174,14 @@ fn bulk_load(root: &Path, workload: &Workload, config: &Config) -> Result<(BulkL
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
         }
-        let resident_before = resident_bytes()?;
+        let resident_before = Resident::now()?;
         flush_os_caches();
         let (db, engine) = TimeSplit::measure(|| Ok(engine_bulk_load(&dir, workload, bulk_options())?.1))?;
         db.seal()?;
         if round == 0 {
             // Diagnostic: the loading process itself, after seal(): the index plus whatever
             // the allocator kept of the freed hot-tier buffers.
-            let grown = resident_bytes()?.1.saturating_sub(resident_before.1);
+            let grown = Resident::now()?.anon.saturating_sub(resident_before.anon);
             eprintln!(
                 "  RAM in the loading process after seal(): RssAnon +{:.1} MiB ({:.0} B/key)",
                 grown as f64 / 1048576.0,
@@ -675,12 +522,6 @@ fn point_gets(db: &Db, map: &InRamMap, keys: &[&[u8]], rounds: usize, label: &st
     Ok(result)
 }
 
-fn memory_scan(words: &[u64]) -> Duration {
-    let start = Instant::now();
-    black_box(words.iter().fold(0u64, |s, &w| s.wrapping_add(w)));
-    start.elapsed()
-}
-
 /// `db.iter()` touching every key, content and embedding byte; returns (time, bytes read).
 fn engine_scan(db: &Db) -> Result<(Duration, u64)> {
     let start = Instant::now();
@@ -756,8 +597,7 @@ fn reads(root: &Path, workload: &Workload, config: &Config) -> Result<Vec<Figure
     let (_, db) = engine_bulk_load(&root.join("reads"), workload, options)?;
     let map: InRamMap =
         (0..workload.len()).map(|i| (workload.keys[i].clone(), (workload.contents[i].clone(), workload.embedding(i).to_vec()))).collect();
-    let mut words = vec![0u64; (workload.logical_bytes() / 8) as usize];
-    StdRng::seed_from_u64(config.seed ^ 2).fill(&mut words[..]);
+    let words = memory_words(workload.logical_bytes(), config.seed ^ 2);
     let hot_keys: Vec<Vec<u8>> = db.iter_tier(Tier::Hot).map(|r| r.map(|r| r.key().to_vec())).collect::<strata::Result<_>>()?;
     if hot_keys.len() < workload.len() {
         eprintln!("  note: only {} of {} records fit in the hot tier; hot gets use those", hot_keys.len(), workload.len());
@@ -818,27 +658,16 @@ fn open_time(bulk: &BulkLoad, rounds: usize) -> Result<Figure> {
     })
 }
 
-/// Fields of `/proc/self/status` in bytes: (VmRSS, RssAnon).
-fn resident_bytes() -> Result<(u64, u64)> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let field = |name: &str| -> Result<u64> {
-        let line = status.lines().find(|l| l.starts_with(name)).ok_or_else(|| format!("no {name} in /proc/self/status"))?;
-        let kib: u64 = line.split_whitespace().nth(1).ok_or("malformed status line")?.parse()?;
-        Ok(kib * 1024)
-    };
-    Ok((field("VmRSS:")?, field("RssAnon:")?))
-}
-
 /// Child mode: open the database at `dir` in this fresh process and print what it cost in
 /// resident memory. A fresh process keeps the loader's freed-but-unreturned heap out of it.
 fn rss_child(dir: &Path) -> Result<()> {
-    let before = resident_bytes()?;
+    let before = Resident::now()?;
     let start = Instant::now();
     let db = Db::open(dir, bulk_options().read_only(true))?;
     let open_ms = start.elapsed().as_secs_f64() * 1e3;
-    let after = resident_bytes()?;
+    let after = Resident::now()?;
     let stats = db.stats();
-    println!("{} {} {} {} {} {} {open_ms}", before.0, after.0, before.1, after.1, stats.index_entries, stats.live_records);
+    println!("{} {} {} {} {} {} {open_ms}", before.total, after.total, before.anon, after.anon, stats.index_entries, stats.live_records);
     Ok(())
 }
 
@@ -880,13 +709,6 @@ fn ram_per_key(bulk: &BulkLoad, key_len: usize) -> Result<Vec<Figure>> {
 }
 
 // ---- main ------------------------------------------------------------------------------
-
-fn print_table(figures: &[Figure]) {
-    println!("{:<58} {:>20} {:>34} {:>7} {:>8} {:>7}", "figure", "engine", "baseline", "ratio", "target", "");
-    for f in figures {
-        println!("{:<58} {:>20} {:>34} {:>7.3} {:>8} {:>7}", f.name, f.engine, f.baseline, f.ratio, f.target_text(), f.verdict());
-    }
-}
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
