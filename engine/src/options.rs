@@ -151,9 +151,11 @@ impl Options {
         }
     }
 
-    /// Verify each warm record's checksum on every read (default `true`, as RocksDB's
-    /// `verify_checksums`). With `false`, reads of sealed segments trust the bytes after the
-    /// structural checks; `Db::verify` and recovery still check every checksum.
+    /// Verify record checksums on reads (default `true`, as RocksDB's `verify_checksums`):
+    /// a warm record on every read; a cold row the first time this handle reads it (a bit
+    /// per row remembers it held, as a block cache verifies a block when it loads it). With
+    /// `false`, reads trust the bytes after the structural checks; `Db::verify`, recovery
+    /// and compaction still check every checksum.
     pub fn verify_checksums(mut self, verify: bool) -> Self {
         self.verify_checksums = verify;
         self

@@ -35,7 +35,7 @@ impl ReadView {
     pub(crate) fn resolve_cold(&self, shared: &Shared, row: ColdRow) -> Result<Record> {
         let segment = self.table.cold.segment(row);
         if shared.options.verify_checksums {
-            segment.check_row(row.row as usize)?;
+            segment.check_row_once(row.row as usize)?;
         }
         Ok(Record::from_cold(segment, row.row as usize))
     }
@@ -74,7 +74,7 @@ pub(crate) fn get_cold(
         return Ok(None);
     }
     if shared.options.verify_checksums {
-        segment.check_row(r)?;
+        segment.check_row_once(r)?;
     }
     Ok(Some(Record::from_cold(segment, r)))
 }

@@ -24,6 +24,10 @@ pub(crate) struct ColdFile {
     /// ‖embedding‖ of every row (0 for rows without one), computed on the first cosine
     /// search and kept for the life of the map: 4 bytes per row. Not stored on disk.
     norms: std::sync::OnceLock<Box<[f32]>>,
+    /// One bit per row: its checksum held when this handle last read it from the map.
+    /// Reads check a row once per open handle, not on every read (like a block cache that
+    /// verifies a block when it loads it); `Db::verify` and compaction always re-check.
+    verified: Box<[std::sync::atomic::AtomicU64]>,
 }
 
 impl ColdFile {
@@ -68,7 +72,8 @@ impl ColdFile {
             return Err(Error::corruption(path, previous_end, "gap of 64 bytes or more before the footer"));
         }
         check_zero_gap(bytes, previous_end as usize, footer_at, path)?;
-        let cold = ColdFile { path: path.to_path_buf(), cold_id, dim, footer, rows, map, norms: std::sync::OnceLock::new() };
+        let verified = (0..rows.div_ceil(64)).map(|_| std::sync::atomic::AtomicU64::new(0)).collect();
+        let cold = ColdFile { path: path.to_path_buf(), cold_id, dim, footer, rows, map, norms: std::sync::OnceLock::new(), verified };
         for (offsets, data) in [(Column::KeyOffsets, Column::KeyData), (Column::ContentOffsets, Column::ContentData)] {
             cold.check_offsets(offsets, data)?;
         }
@@ -211,6 +216,18 @@ impl ColdFile {
         if crc != self.row_crcs()[row] {
             return Err(Error::corruption(&self.path, key_range.start as u64, format!("cold row {row} fails its checksum")));
         }
+        Ok(())
+    }
+
+    /// `check_row`, skipped when this handle already checked the row (see `verified`).
+    pub(crate) fn check_row_once(&self, row: usize) -> Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (word, bit) = (&self.verified[row / 64], 1u64 << (row % 64));
+        if word.load(Relaxed) & bit != 0 {
+            return Ok(());
+        }
+        self.check_row(row)?;
+        word.fetch_or(bit, Relaxed);
         Ok(())
     }
 

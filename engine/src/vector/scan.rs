@@ -172,7 +172,7 @@ pub(crate) fn search(shared: &Shared, view: &ReadView, searches: &[&Search<'_>],
         for candidate in selection.into_sorted() {
             if shared.options.verify_checksums {
                 if let Some(row) = cold.find(&candidate.key) {
-                    cold.segment(row).check_row(row.row as usize)?;
+                    cold.segment(row).check_row_once(row.row as usize)?;
                 }
             }
             list.push(Hit { score: query.score(candidate.distance), key: candidate.key });
