@@ -141,7 +141,13 @@ pub(crate) fn compact(shared: &Shared) -> Result<()> {
     // Publish: manifest first (the commit point), then the table, under the writer lock so
     // that no seal publishes a table in between.
     let warm_ids: Vec<u32> = warm.iter().map(|s| s.segment_id).collect();
-    let seq_max = warm.iter().map(|s| s.trailer.seq_max).chain([manifest.seq_max]).max().unwrap_or(0);
+    let seq_max = warm
+        .iter()
+        .map(|s| s.trailer.seq_max)
+        .chain(written.iter().map(|(_, f)| f.footer.seq_max))
+        .chain([manifest.seq_max])
+        .max()
+        .unwrap_or(0);
     let new_cold = Arc::new(ColdSet::new(written.iter().map(|(_, f)| f.clone()).collect(), seq_max));
     {
         let _writer = shared.writer();

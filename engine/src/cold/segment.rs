@@ -81,6 +81,11 @@ impl ColdFile {
             return Err(Error::corruption(path, footer_at as u64, "footer min/max key differ from the first/last key"));
         }
         cold.check_key_order()?;
+        let seq_column = Column::Seq;
+        if let Some(i) = cold.u64s(seq_column).iter().position(|&q| q < cold.footer.seq_min || q > cold.footer.seq_max) {
+            let at = cold.entry(seq_column).offset + 8 * i as u64;
+            return Err(Error::corruption(path, at, format!("seq of row {i} lies outside the footer's seq range")));
+        }
         Ok(cold)
     }
 
