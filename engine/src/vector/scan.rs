@@ -9,8 +9,9 @@
 //!    and shared by `threads` workers, each keeping a bounded top-k per query; a tile of
 //!    `TILE_ROWS` rows is scored against every query before the next tile, so a batch of
 //!    queries reads the matrix once;
-//! 3. the per-thread selections are merged; cold hits have their row checksum verified
-//!    (with `Options::verify_checksums`, the default) before they are returned.
+//! 3. the per-thread selections are merged; a hit scored from a cold row has that row's
+//!    checksum verified (with `Options::verify_checksums`, the default) before it is
+//!    returned — the row it came from, not one looked up again by key.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use super::kernels;
 use super::topk::TopK;
 use crate::cold::segment::ColdFile;
+use crate::cold::set::ColdRow;
 use crate::db::Shared;
 use crate::index::{Direction, ScanChunk};
 use crate::iter::{prefix_successor, KeyRange};
@@ -171,7 +173,7 @@ pub(crate) fn search(shared: &Shared, view: &ReadView, searches: &[&Search<'_>],
         let mut list = Vec::with_capacity(query.k.min(1024));
         for candidate in selection.into_sorted() {
             if shared.options.verify_checksums {
-                if let Some(row) = cold.find(&candidate.key) {
+                if let Some(row) = candidate.cold {
                     cold.segment(row).check_row_once(row.row as usize)?;
                 }
             }
@@ -229,7 +231,7 @@ fn scan_index(
                     continue;
                 }
                 if query.filter.is_none_or(|f| f(&record)) {
-                    selection.offer(distance, || key.to_vec());
+                    selection.offer(distance, || key.to_vec(), None);
                 }
             }
         }
@@ -296,7 +298,7 @@ impl ColdScan<'_> {
                         continue;
                     }
                     if query.filter.is_none_or(|f| f(&Record::from_cold(segment, r))) {
-                        selection.offer(distance, || segment.key(r).to_vec());
+                        selection.offer(distance, || segment.key(r).to_vec(), Some(ColdRow { segment: s as u32, row: r as u32 }));
                     }
                 }
             }

@@ -6,11 +6,16 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
+use crate::cold::set::ColdRow;
+
 /// One kept candidate.
 #[derive(Clone, Debug)]
 pub(crate) struct Candidate {
     pub(crate) distance: f32,
     pub(crate) key: Vec<u8>,
+    /// The cold row it was scored from; `None` for a hot or warm record (already checked
+    /// when it was resolved). Not part of the ranking.
+    pub(crate) cold: Option<ColdRow>,
 }
 
 impl Candidate {
@@ -66,12 +71,12 @@ impl TopK {
     }
 
     /// Offers a candidate; `key` is called only when it may be kept.
-    pub(crate) fn offer(&mut self, distance: f32, key: impl FnOnce() -> Vec<u8>) {
+    pub(crate) fn offer(&mut self, distance: f32, key: impl FnOnce() -> Vec<u8>, cold: Option<ColdRow>) {
         let distance = sanitize(distance);
         if !self.admits(distance) {
             return;
         }
-        let candidate = Candidate { distance, key: key() };
+        let candidate = Candidate { distance, key: key(), cold };
         if self.heap.len() < self.k {
             self.heap.push(candidate);
         } else if self.heap.peek().is_some_and(|worst| candidate < *worst) {
@@ -84,8 +89,8 @@ impl TopK {
     /// Folds another selection (from another thread) into this one.
     pub(crate) fn merge(&mut self, other: TopK) {
         for candidate in other.heap {
-            let Candidate { distance, key } = candidate;
-            self.offer(distance, || key);
+            let Candidate { distance, key, cold } = candidate;
+            self.offer(distance, || key, cold);
         }
     }
 
@@ -108,7 +113,7 @@ mod tests {
         for rotation in [0, 13, 101] {
             let mut split = [TopK::new(7), TopK::new(7)];
             for (i, (d, key)) in items.iter().cycle().skip(rotation).take(items.len()).enumerate() {
-                split[i % 2].offer(*d, || key.clone());
+                split[i % 2].offer(*d, || key.clone(), None);
             }
             let [mut a, b] = split;
             a.merge(b);
@@ -116,11 +121,11 @@ mod tests {
             assert_eq!(got, expected, "rotation {rotation}");
         }
         let mut none = TopK::new(0);
-        none.offer(1.0, || unreachable!("k = 0 keeps nothing and never asks for a key"));
+        none.offer(1.0, || unreachable!("k = 0 keeps nothing and never asks for a key"), None);
         assert!(none.into_sorted().is_empty());
         let mut nan = TopK::new(1);
-        nan.offer(f32::NAN, || b"nan".to_vec());
-        nan.offer(5.0, || b"five".to_vec());
+        nan.offer(f32::NAN, || b"nan".to_vec(), None);
+        nan.offer(5.0, || b"five".to_vec(), None);
         assert_eq!(nan.into_sorted()[0].key, b"five", "NaN ranks after every number");
     }
 }
