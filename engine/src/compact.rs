@@ -110,7 +110,7 @@ pub(crate) fn compact(shared: &Shared) -> Result<()> {
     let (rewrite, keep): (Vec<Arc<ColdFile>>, Vec<Arc<ColdFile>>) = table.cold.segments.iter().cloned().partition(|s| {
         let first = versions.partition_point(|v| v.key < &s.footer.min_key[..]);
         let touched = versions.get(first).is_some_and(|v| v.key <= &s.footer.max_key[..]);
-        touched || (0..s.rows()).any(|r| !s.is_live(r, now))
+        touched || s.has_expired_rows(now)
     });
     if warm.is_empty() && rewrite.is_empty() {
         return Ok(()); // nothing to move, merge or drop

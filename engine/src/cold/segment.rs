@@ -28,6 +28,8 @@ pub(crate) struct ColdFile {
     /// Reads check a row once per open handle, not on every read (like a block cache that
     /// verifies a block when it loads it); `Db::verify` and compaction always re-check.
     verified: Box<[std::sync::atomic::AtomicU64]>,
+    /// The earliest expiry of any row (0: no row has a TTL), read once at open.
+    earliest_expiry_ms: u64,
 }
 
 impl ColdFile {
@@ -73,7 +75,17 @@ impl ColdFile {
         }
         check_zero_gap(bytes, previous_end as usize, footer_at, path)?;
         let verified = (0..rows.div_ceil(64)).map(|_| std::sync::atomic::AtomicU64::new(0)).collect();
-        let cold = ColdFile { path: path.to_path_buf(), cold_id, dim, footer, rows, map, norms: std::sync::OnceLock::new(), verified };
+        let cold = ColdFile {
+            path: path.to_path_buf(),
+            cold_id,
+            dim,
+            footer,
+            rows,
+            map,
+            norms: std::sync::OnceLock::new(),
+            verified,
+            earliest_expiry_ms: 0,
+        };
         for (offsets, data) in [(Column::KeyOffsets, Column::KeyData), (Column::ContentOffsets, Column::ContentData)] {
             cold.check_offsets(offsets, data)?;
         }
@@ -86,7 +98,8 @@ impl ColdFile {
             let at = cold.entry(seq_column).offset + 8 * i as u64;
             return Err(Error::corruption(path, at, format!("seq of row {i} lies outside the footer's seq range")));
         }
-        Ok(cold)
+        let earliest_expiry_ms = cold.u64s(Column::ExpiresAt).iter().copied().filter(|&e| e != 0).min().unwrap_or(0);
+        Ok(ColdFile { earliest_expiry_ms, ..cold })
     }
 
     /// Keys strictly ascending and the fences matching them: what every lookup relies on.
@@ -210,6 +223,11 @@ impl ColdFile {
     pub(crate) fn is_live(&self, row: usize, now_ms: u64) -> bool {
         let expires = self.expires_at_ms(row);
         expires == 0 || expires > now_ms
+    }
+
+    /// Does any row expire at or before `now_ms`?
+    pub(crate) fn has_expired_rows(&self, now_ms: u64) -> bool {
+        self.earliest_expiry_ms != 0 && self.earliest_expiry_ms <= now_ms
     }
 
     /// Checks row `row` against its stored checksum.
