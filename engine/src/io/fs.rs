@@ -82,15 +82,33 @@ pub(crate) fn open_append(path: &Path) -> Result<File> {
     OpenOptions::new().read(true).write(true).open(path).map_err(|e| Error::io_at(path, "open for writing", e))
 }
 
-/// The writer lock: an exclusive advisory lock on `dir/LOCK`, held for the handle's life.
-/// `flock` locks belong to the open file description, so a second open in the same process
-/// is refused just like one from another process.
+/// How long `DirLock::acquire` keeps trying a lock that another file description holds.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Directories (canonical paths) whose writer lock this process holds.
+static HELD: std::sync::Mutex<std::collections::BTreeSet<PathBuf>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// The writer lock: an exclusive advisory `flock` on `dir/LOCK`, held for the handle's life,
+/// plus this process's own table of locked directories.
+///
+/// Why both: a second open in this process is refused at once by the table. Across
+/// processes `flock` decides — but a `flock` belongs to the open file description, and a
+/// child that this process forks (any thread spawning any command) holds a copy of every
+/// descriptor until it execs. A lock this process has just released can therefore still
+/// look held for a moment; `acquire` retries for up to `LOCK_WAIT` before it says `Locked`.
 pub(crate) struct DirLock {
-    _file: File,
+    file: Option<File>,
+    canonical: PathBuf,
 }
 
 impl DirLock {
     pub(crate) fn acquire(dir: &Path) -> Result<DirLock> {
+        let canonical = std::fs::canonicalize(dir).map_err(|e| Error::io_at(dir, "resolve", e))?;
+        if !held().insert(canonical.clone()) {
+            return Err(Error::Locked { path: dir.to_path_buf() });
+        }
+        // From here on `lock` owns the table entry; dropping it (on any error) removes it.
+        let mut lock = DirLock { file: None, canonical };
         let path = dir.join(LOCK_FILE_NAME);
         let file = OpenOptions::new()
             .read(true)
@@ -99,12 +117,31 @@ impl DirLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| Error::io_at(&path, "open", e))?;
-        match file.try_lock() {
-            Ok(()) => Ok(DirLock { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked { path: dir.to_path_buf() }),
-            Err(std::fs::TryLockError::Error(e)) => Err(Error::io_at(&path, "lock", e)),
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: dir.to_path_buf() }),
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io_at(&path, "lock", e)),
+            }
         }
+        lock.file = Some(file);
+        Ok(lock)
     }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        drop(self.file.take()); // releases the flock (unless a forked child still has a copy)
+        held().remove(&self.canonical);
+    }
+}
+
+fn held() -> std::sync::MutexGuard<'static, std::collections::BTreeSet<PathBuf>> {
+    HELD.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Lists the segment ids present in `dir`, ascending.
@@ -124,6 +161,34 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u32, PathBuf)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Another description of LOCK holding the flock stands for a forked child that has
+    /// not exec'd yet: acquire waits for it to go, up to `LOCK_WAIT`, then says Locked.
+    #[test]
+    fn lock_waits_briefly_for_another_description_and_refuses_a_second_handle_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = DirLock::acquire(dir.path()).expect("first");
+        let started = std::time::Instant::now();
+        assert!(matches!(DirLock::acquire(dir.path()), Err(Error::Locked { .. })), "second handle in this process");
+        assert!(started.elapsed() < LOCK_WAIT, "refused by the table, without waiting");
+        drop(first);
+
+        let copy = File::options().read(true).write(true).open(dir.path().join(LOCK_FILE_NAME)).expect("open LOCK");
+        copy.try_lock().expect("the released lock is free");
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            drop(copy);
+        });
+        let again = DirLock::acquire(dir.path()).expect("acquired once the other description is closed");
+        releaser.join().expect("releaser");
+        drop(again);
+
+        let holder = File::options().read(true).write(true).open(dir.path().join(LOCK_FILE_NAME)).expect("open LOCK");
+        holder.try_lock().expect("free");
+        assert!(matches!(DirLock::acquire(dir.path()), Err(Error::Locked { .. })), "held for longer than LOCK_WAIT");
+        drop(holder);
+        DirLock::acquire(dir.path()).expect("a refused acquire leaves no table entry behind");
+    }
 
     #[test]
     fn segment_names_round_trip_and_reject_others() {
