@@ -14,7 +14,8 @@ use common::TestClock;
 use proptest::prelude::*;
 use strata::{Db, Error, Metric, Options, Search};
 
-const DIM: usize = 5;
+// Long enough for two whole SIMD vectors and a tail on every instruction set.
+const DIM: usize = 19;
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -204,4 +205,67 @@ fn arguments_are_checked_and_edges_behave() {
     let no_dim = tempfile::tempdir().expect("tempdir");
     let plain = Db::open(no_dim.path(), Options::new()).expect("open");
     assert!(matches!(plain.nearest(&[1.0], 1), Err(Error::InvalidArgument { .. })), "no embeddings stored");
+}
+
+/// A cold segment of several norms-cache chunks (8192 rows each), with a tenant's key range
+/// straddling a chunk boundary: cosine searches compute norms inline (a prefix scan covers
+/// chunks only in part), fill the cache (a full scan), then read it — each time equal to
+/// brute force, and a batch equal to its members searched alone.
+#[test]
+fn cosine_norms_cached_per_chunk_agree_with_brute_force() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path(), Options::new().embedding_dim(DIM).threads(2)).expect("open");
+    let mut model: BTreeMap<Vec<u8>, Stored> = BTreeMap::new();
+    let vector_of = |i: usize, salt: usize| -> Vec<f32> { (0..DIM).map(|j| ((i * 7 + j * 3 + salt) % 9) as f32 - 4.0).collect() };
+    let key_of = |i: usize| format!("t{}/{i:05}", i / 7000).into_bytes();
+    for i in 0..21_000 {
+        let embedding = match i {
+            _ if i % 13 == 0 => None,
+            _ if i % 17 == 0 => Some(vec![0.0; DIM]),
+            _ => Some(vector_of(i, 0)),
+        };
+        db.put(&key_of(i), b"c", embedding.as_deref()).expect("put");
+        model.insert(key_of(i), Stored { embedding, expires_at: None });
+    }
+    db.compact().expect("compact");
+    for i in (0..21_000).step_by(29) {
+        let embedding = Some(vector_of(i, 5));
+        db.put(&key_of(i), b"new", embedding.as_deref()).expect("overwrite");
+        model.insert(key_of(i), Stored { embedding, expires_at: None });
+    }
+    for i in (3..21_000).step_by(31) {
+        db.delete(&key_of(i)).expect("delete");
+        model.remove(&key_of(i));
+    }
+    let query = |metric: Metric, prefix: Option<&[u8]>, salt: usize| Query {
+        vector: vector_of(1, salt).iter().map(|v| v + 0.5).collect(),
+        k: 25,
+        metric,
+        min_score: None,
+        prefix: prefix.map(<[u8]>::to_vec),
+        even_filter: false,
+    };
+    let tenant = query(Metric::Cosine, Some(b"t1/"), 1);
+    let everyone = query(Metric::Cosine, None, 2);
+    let check = |q: &Query, what: &str| {
+        let got: Vec<(Vec<u8>, f32)> = db.search(&search_of(q)).expect("search").into_iter().map(|h| (h.key, h.score)).collect();
+        assert_eq!(got, brute_force(&model, 0, q), "{what}");
+        got
+    };
+    check(&tenant, "prefix scan, norms computed inline");
+    check(&everyone, "full scan, norms cached as they are computed");
+    check(&everyone, "full scan from the cache");
+    check(&tenant, "prefix scan from the cache");
+    let members = [
+        tenant.clone(),
+        everyone.clone(),
+        query(Metric::L2, None, 3),
+        query(Metric::Dot, Some(b"t2/"), 4),
+        query(Metric::Cosine, Some(b"t0/"), 6),
+    ];
+    let batch: Vec<Search<'_>> = members.iter().map(search_of).collect();
+    for (q, hits) in members.iter().zip(db.search_batch(&batch).expect("search_batch")) {
+        let hits: Vec<(Vec<u8>, f32)> = hits.into_iter().map(|h| (h.key, h.score)).collect();
+        assert_eq!(hits, check(q, "batch member alone"), "batch member {q:?}");
+    }
 }

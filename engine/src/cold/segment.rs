@@ -13,6 +13,9 @@ use crate::io::fs;
 use crate::io::maps::ReadOnlyMap;
 use crate::{Error, Result};
 
+/// Rows per entry of a segment's norms cache; also the unit of work of a search's scan.
+pub(crate) const NORM_CHUNK_ROWS: usize = 8192;
+
 /// A mapped, validated cold segment file.
 pub(crate) struct ColdFile {
     pub(crate) path: PathBuf,
@@ -21,9 +24,11 @@ pub(crate) struct ColdFile {
     pub(crate) footer: Footer,
     rows: usize,
     map: ReadOnlyMap,
-    /// ‖embedding‖ of every row (0 for rows without one), computed on the first cosine
-    /// search and kept for the life of the map: 4 bytes per row. Not stored on disk.
-    norms: std::sync::OnceLock<Box<[f32]>>,
+    /// ‖embedding‖ of the rows (0 for rows without one), per chunk of `NORM_CHUNK_ROWS`
+    /// rows: computed by the first cosine search that scans the whole chunk, while it reads
+    /// the rows anyway, and kept for the life of the map (4 bytes per row). Not stored on
+    /// disk (format-spec/cold-segment.md, "Norms").
+    norms: Box<[std::sync::OnceLock<Box<[f32]>>]>,
     /// One bit per row: its checksum held when this handle last read it from the map.
     /// Reads check a row once per open handle, not on every read (like a block cache that
     /// verifies a block when it loads it); `Db::verify` and compaction always re-check.
@@ -82,7 +87,7 @@ impl ColdFile {
             footer,
             rows,
             map,
-            norms: std::sync::OnceLock::new(),
+            norms: (0..rows.div_ceil(NORM_CHUNK_ROWS)).map(|_| std::sync::OnceLock::new()).collect(),
             verified,
             earliest_expiry_ms: 0,
         };
@@ -173,14 +178,25 @@ impl ColdFile {
         bytemuck::cast_slice(self.buffer(Column::EmbeddingValues))
     }
 
-    /// The norms of the rows' embeddings (see the field), computed once.
-    pub(crate) fn norms(&self) -> &[f32] {
-        self.norms.get_or_init(|| {
-            if self.dim == 0 {
-                return vec![0.0; self.rows].into_boxed_slice();
-            }
-            self.embedding_values().chunks_exact(self.dim).map(crate::vector::kernels::norm).collect()
-        })
+    /// The cached norms of the rows of chunk `chunk` (rows from `chunk * NORM_CHUNK_ROWS`),
+    /// if a search has computed them.
+    pub(crate) fn cached_norms(&self, chunk: usize) -> Option<&[f32]> {
+        self.norms.get(chunk)?.get().map(|n| &n[..])
+    }
+
+    /// Caches the norms of every row of chunk `chunk`. Racing searches compute the same
+    /// values; the first one stays.
+    pub(crate) fn cache_norms(&self, chunk: usize, norms: Box<[f32]>) {
+        debug_assert_eq!(norms.len(), self.chunk_rows(chunk).len());
+        if let Some(cell) = self.norms.get(chunk) {
+            let _ = cell.set(norms);
+        }
+    }
+
+    /// The rows of norms chunk `chunk`.
+    pub(crate) fn chunk_rows(&self, chunk: usize) -> Range<usize> {
+        let start = (chunk * NORM_CHUNK_ROWS).min(self.rows);
+        start..(start + NORM_CHUNK_ROWS).min(self.rows)
     }
 
     /// Byte range in the map of row `row`'s entry in a LargeBinary column.

@@ -1,54 +1,260 @@
-//! The inner loops of vector search, written so the compiler vectorises them: 16
-//! independent accumulators over `chunks_exact(16)` (four SSE registers' worth of lanes, so
-//! the adds do not wait on each other), then the 16 partial sums and the tail added in
-//! order. (This shape compiles to a clean packed loop; an `as_chunks` + pairwise-reduce
-//! version measured 0.59 of memory bandwidth against 0.74–0.85 for this one, BENCHMARKS.md
-//! "Vector search".)
+//! The inner loops of vector search, written with explicit SIMD vectors from `pulp`, which
+//! picks the widest instruction set the CPU has at run time (AVX2 + FMA on x86-64, 8 lanes;
+//! NEON on AArch64; a scalar fallback elsewhere) without any `unsafe` here.
 //!
-//! **Accumulation error:** each result is a sum of `n` f32 products accumulated in 16
-//! interleaved partial sums of about `n / 16` terms, then summed in order: the error is at
-//! most about `(n / 16 + 16) · ε · Σ|aᵢbᵢ|` with `ε = 2⁻²⁴` — for n = 768, about 64 ulps of
-//! the sum of magnitudes, against 768 ulps for a naive running sum. Scores are therefore
-//! exact to ~1e-5 relative; two records whose true scores differ by less may be ordered
-//! either way, but always the same way for the same data (the loops are deterministic).
+//! **One pair, one sequence.** Every score is computed the same way whatever the tile it
+//! is computed in: lane `l` accumulates `aᵢ·bᵢ` (or `(aᵢ − bᵢ)²`) for `i ≡ l` modulo the
+//! lane count, in order, with a fused multiply-add where the CPU has one; the tail shorter
+//! than a vector is added as one zero-padded vector; the lanes are then summed in a fixed
+//! order. So `search`, `search_batch` and the hot/warm path give bit-identical scores for
+//! the same pair on one machine (tested below). Another CPU class (no AVX2, another
+//! architecture) may round differently and order near-ties differently.
+//!
+//! **Accumulation error:** with `L` lanes a score is `L` partial sums of `⌈n / L⌉` terms
+//! summed pairwise: the error is at most about `(n / L + log₂ L) · ε · Σ|aᵢbᵢ|` with
+//! `ε = 2⁻²⁴` — for n = 768 on AVX2 (L = 8), about 99 ulps of the sum of magnitudes, and
+//! `n · ε · Σ|aᵢbᵢ|` on the scalar fallback. Scores are exact to ~1e-5 relative; two
+//! records whose true scores differ by less may be ordered either way, always the same way
+//! on one machine (the loops are deterministic).
+//!
+//! **Tiles.** A batch is scored as a tile of queries × rows: `QUERY_BLOCK` queries ×
+//! `ROW_BLOCK` rows per step keeps 12 accumulators, 3 row vectors and 1 query vector in
+//! the 16 vector registers of AVX2, so each loaded vector feeds 3 or 4 multiply-adds
+//! instead of 1 (BENCHMARKS.md, "Vector search": 31–35 G multiply-adds/s against 8–9 for
+//! one pair at a time, on this machine's 49 G peak).
 
-const LANES: usize = 16;
+use pulp::{Arch, Simd, WithSimd};
+
+/// What a tile computes for each (query, row) pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kernel {
+    /// Σ aᵢ·bᵢ (Dot, and Cosine before dividing by the norms).
+    Dot,
+    /// Σ (aᵢ − bᵢ)².
+    L2Squared,
+}
+
+/// Queries per register tile.
+const QUERY_BLOCK: usize = 4;
+/// Rows per register tile.
+const ROW_BLOCK: usize = 3;
+
+/// `out[i * rows.len() + j] = kernel(queries[i], rows[j])`. Every vector has the same length.
+pub(crate) fn score_tile(kernel: Kernel, queries: &[&[f32]], rows: &[&[f32]], out: &mut [f32]) {
+    debug_assert_eq!(out.len(), queries.len() * rows.len());
+    debug_assert!(queries.first().is_none_or(|q| queries.iter().chain(rows).all(|v| v.len() == q.len())));
+    match kernel {
+        Kernel::Dot => Arch::new().dispatch(Tile::<false> { queries, rows, out }),
+        Kernel::L2Squared => Arch::new().dispatch(Tile::<true> { queries, rows, out }),
+    }
+}
 
 /// Σ aᵢ·bᵢ. `a` and `b` have the same length.
-#[inline]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    debug_assert_eq!(a.len(), b.len());
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    let mut acc = [0f32; LANES];
-    for (x, y) in ca.zip(cb) {
-        for i in 0..LANES {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
+    let mut out = [0.0];
+    score_tile(Kernel::Dot, &[a], &[b], &mut out);
+    out[0]
 }
 
 /// Σ (aᵢ − bᵢ)²: the squared euclidean distance.
-#[inline]
+#[cfg(test)]
 pub(crate) fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
-    debug_assert_eq!(a.len(), b.len());
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| (x - y) * (x - y)).sum();
-    let mut acc = [0f32; LANES];
-    for (x, y) in ca.zip(cb) {
-        for i in 0..LANES {
-            let d = x[i] - y[i];
-            acc[i] += d * d;
-        }
-    }
-    acc.iter().sum::<f32>() + tail
+    let mut out = [0.0];
+    score_tile(Kernel::L2Squared, &[a], &[b], &mut out);
+    out[0]
 }
 
-/// √(Σ aᵢ²).
-#[inline]
+/// √(Σ aᵢ²) — the same sum as `dot(a, a)`.
 pub(crate) fn norm(a: &[f32]) -> f32 {
     dot(a, a).sqrt()
+}
+
+/// `out[j] = norm(rows[j])`, several rows at a time (independent accumulators).
+pub(crate) fn norms(rows: &[&[f32]], out: &mut [f32]) {
+    debug_assert_eq!(rows.len(), out.len());
+    Arch::new().dispatch(Norms { rows, out });
+}
+
+/// A copy of a vector starting on a 64-byte boundary, so that none of its vector loads
+/// crosses a cache line (cold rows are 64-byte aligned by the format; a caller's query is
+/// wherever its allocator put it, and a split load on every other step cost the batch
+/// kernel about a fifth of its speed).
+pub(crate) struct Aligned {
+    blocks: Vec<Line>,
+    len: usize,
+}
+
+/// One cache line of f32s.
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C, align(64))]
+struct Line([f32; 16]);
+
+impl Aligned {
+    pub(crate) fn new(values: &[f32]) -> Aligned {
+        let mut blocks = vec![Line([0.0; 16]); values.len().div_ceil(16)];
+        bytemuck::cast_slice_mut::<Line, f32>(&mut blocks)[..values.len()].copy_from_slice(values);
+        Aligned { blocks, len: values.len() }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[f32] {
+        &bytemuck::cast_slice::<Line, f32>(&self.blocks)[..self.len]
+    }
+}
+
+/// One dispatch of `score_tile`: walks the tile in register blocks.
+struct Tile<'a, const L2: bool> {
+    queries: &'a [&'a [f32]],
+    rows: &'a [&'a [f32]],
+    out: &'a mut [f32],
+}
+
+impl<const L2: bool> WithSimd for Tile<'_, L2> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let Tile { queries, rows, out } = self;
+        let width = rows.len();
+        // Query blocks outside, row blocks inside: a block of queries stays in L1 while the
+        // rows of the tile stream past it.
+        for (qb, query_block) in queries.chunks(QUERY_BLOCK).enumerate() {
+            for (rb, row_block) in rows.chunks(ROW_BLOCK).enumerate() {
+                let (q0, r0) = (qb * QUERY_BLOCK, rb * ROW_BLOCK);
+                macro_rules! block {
+                    ($q:literal, $r:literal) => {{
+                        let sums = block::<S, $q, $r, L2>(simd, query_block, row_block);
+                        for (i, row_sums) in sums.iter().enumerate() {
+                            out[(q0 + i) * width + r0..][..$r].copy_from_slice(row_sums);
+                        }
+                    }};
+                }
+                match (query_block.len(), row_block.len()) {
+                    (4, 3) => block!(4, 3),
+                    (4, 2) => block!(4, 2),
+                    (4, _) => block!(4, 1),
+                    (3, 3) => block!(3, 3),
+                    (3, 2) => block!(3, 2),
+                    (3, _) => block!(3, 1),
+                    (2, 3) => block!(2, 3),
+                    (2, 2) => block!(2, 2),
+                    (2, _) => block!(2, 1),
+                    (_, 3) => block!(1, 3),
+                    (_, 2) => block!(1, 2),
+                    (_, _) => block!(1, 1),
+                }
+            }
+        }
+    }
+}
+
+/// One accumulation step for one (query, row) vector pair.
+#[inline(always)]
+fn step<S: Simd, const L2: bool>(simd: S, a: S::f32s, b: S::f32s, acc: S::f32s) -> S::f32s {
+    if L2 {
+        let d = simd.sub_f32s(a, b);
+        simd.mul_add_e_f32s(d, d, acc)
+    } else {
+        simd.mul_add_e_f32s(a, b, acc)
+    }
+}
+
+/// The `Q × R` sums of one register block (`qs.len() == Q`, `rs.len() == R`).
+#[inline(always)]
+fn block<S: Simd, const Q: usize, const R: usize, const L2: bool>(simd: S, qs: &[&[f32]], rs: &[&[f32]]) -> [[f32; R]; Q] {
+    debug_assert!(qs.len() == Q && rs.len() == R);
+    let (mut q_body, mut q_tail): ([&[S::f32s]; Q], [&[f32]; Q]) = ([&[]; Q], [&[]; Q]);
+    for i in 0..Q {
+        (q_body[i], q_tail[i]) = S::as_simd_f32s(qs[i]);
+    }
+    let (mut r_body, mut r_tail): ([&[S::f32s]; R], [&[f32]; R]) = ([&[]; R], [&[]; R]);
+    for j in 0..R {
+        (r_body[j], r_tail[j]) = S::as_simd_f32s(rs[j]);
+    }
+    // Equal lengths, stated so the loop below carries no bounds checks.
+    let n = q_body[0].len();
+    for body in q_body.iter_mut() {
+        *body = &body[..n];
+    }
+    for body in r_body.iter_mut() {
+        *body = &body[..n];
+    }
+    let zero = simd.splat_f32s(0.0);
+    let mut acc = [[zero; R]; Q];
+    for c in 0..n {
+        let mut r = [zero; R];
+        for j in 0..R {
+            r[j] = r_body[j][c];
+        }
+        for i in 0..Q {
+            let q = q_body[i][c];
+            for j in 0..R {
+                acc[i][j] = step::<S, L2>(simd, q, r[j], acc[i][j]);
+            }
+        }
+    }
+    let mut sums = [[0f32; R]; Q];
+    for i in 0..Q {
+        let q = simd.partial_load_f32s(q_tail[i]);
+        for j in 0..R {
+            let a = if q_tail[i].is_empty() { acc[i][j] } else { step::<S, L2>(simd, q, simd.partial_load_f32s(r_tail[j]), acc[i][j]) };
+            sums[i][j] = simd.reduce_sum_f32s(a);
+        }
+    }
+    sums
+}
+
+/// One dispatch of `norms`.
+struct Norms<'a> {
+    rows: &'a [&'a [f32]],
+    out: &'a mut [f32],
+}
+
+impl WithSimd for Norms<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        for (rows, out) in self.rows.chunks(ROW_BLOCK).zip(self.out.chunks_mut(ROW_BLOCK)) {
+            match rows.len() {
+                3 => out.copy_from_slice(&squares::<S, 3>(simd, rows)),
+                2 => out.copy_from_slice(&squares::<S, 2>(simd, rows)),
+                _ => out.copy_from_slice(&squares::<S, 1>(simd, rows)),
+            }
+        }
+    }
+}
+
+/// `‖rs[j]‖` for `R` rows at once: the steps of `block` for each row as its own query
+/// (so the same bits as `norm`), with the rows' accumulators interleaved.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // one index over R streams, as in `block`
+fn squares<S: Simd, const R: usize>(simd: S, rs: &[&[f32]]) -> [f32; R] {
+    debug_assert_eq!(rs.len(), R);
+    let (mut body, mut tail): ([&[S::f32s]; R], [&[f32]; R]) = ([&[]; R], [&[]; R]);
+    for j in 0..R {
+        (body[j], tail[j]) = S::as_simd_f32s(rs[j]);
+    }
+    let n = body[0].len();
+    for b in body.iter_mut() {
+        *b = &b[..n];
+    }
+    let mut acc = [simd.splat_f32s(0.0); R];
+    for c in 0..n {
+        for j in 0..R {
+            acc[j] = step::<S, false>(simd, body[j][c], body[j][c], acc[j]);
+        }
+    }
+    let mut out = [0f32; R];
+    for j in 0..R {
+        let a = if tail[j].is_empty() {
+            acc[j]
+        } else {
+            let t = simd.partial_load_f32s(tail[j]);
+            step::<S, false>(simd, t, t, acc[j])
+        };
+        out[j] = simd.reduce_sum_f32s(a).sqrt();
+    }
+    out
 }
 
 #[cfg(test)]
@@ -59,9 +265,13 @@ mod tests {
         a.iter().zip(b).map(|(&x, &y)| f(f64::from(x), f64::from(y))).sum()
     }
 
+    fn vector(n: usize, seed: usize) -> Vec<f32> {
+        (0..n).map(|i| ((i * 7919 + seed * 104_729) % 113) as f32 / 17.0 - 3.3).collect()
+    }
+
     #[test]
     fn kernels_agree_with_f64_sums_at_every_length() {
-        for n in [0usize, 1, 3, 15, 16, 17, 31, 64, 100, 768, 1023] {
+        for n in [0usize, 1, 3, 7, 8, 9, 15, 16, 17, 31, 64, 100, 768, 1023] {
             let a: Vec<f32> = (0..n).map(|i| ((i * 7919 % 113) as f32 - 56.0) / 17.0).collect();
             let b: Vec<f32> = (0..n).map(|i| ((i * 104_729 % 97) as f32 - 48.0) / 13.0).collect();
             let magnitude: f64 = naive_f64(&a, &b, |x, y| (x * y).abs()).max(1e-30);
@@ -71,6 +281,36 @@ mod tests {
             assert!((f64::from(l2_squared(&a, &b)) - want_l2).abs() <= 1e-5 * want_l2.max(1e-30), "l2 n={n}");
             let want_norm = naive_f64(&a, &a, |x, y| x * y).sqrt();
             assert!((f64::from(norm(&a)) - want_norm).abs() <= 1e-5 * want_norm.max(1e-30), "norm n={n}");
+        }
+    }
+
+    /// The property `search` == `search_batch` rests on: a pair's score does not depend on
+    /// the tile it was computed in, nor on its place in the tile.
+    #[test]
+    fn every_tile_shape_gives_each_pair_the_bits_of_a_single_pair() {
+        for n in [1usize, 5, 8, 13, 24, 37] {
+            let vectors: Vec<Vec<f32>> = (0..16).map(|s| vector(n, s)).collect();
+            for nq in 0..=9 {
+                for nr in 0..=7 {
+                    let queries: Vec<&[f32]> = vectors[..nq].iter().map(Vec::as_slice).collect();
+                    let rows: Vec<&[f32]> = vectors[9..9 + nr].iter().map(Vec::as_slice).collect();
+                    for kernel in [Kernel::Dot, Kernel::L2Squared] {
+                        let mut out = vec![f32::NAN; nq * nr];
+                        score_tile(kernel, &queries, &rows, &mut out);
+                        for (i, q) in queries.iter().enumerate() {
+                            for (j, r) in rows.iter().enumerate() {
+                                let single = if kernel == Kernel::Dot { dot(q, r) } else { l2_squared(q, r) };
+                                assert_eq!(out[i * nr + j].to_bits(), single.to_bits(), "{kernel:?} n={n} tile {nq}x{nr} pair ({i},{j})");
+                            }
+                        }
+                    }
+                    let mut got = vec![f32::NAN; nr];
+                    norms(&rows, &mut got);
+                    for (j, r) in rows.iter().enumerate() {
+                        assert_eq!(got[j].to_bits(), norm(r).to_bits(), "norm n={n} row {j} of {nr}");
+                    }
+                }
+            }
         }
     }
 }

@@ -7,8 +7,10 @@
 //! 2. the cold tier is scanned straight from the mapped embedding matrix, split into row
 //!    ranges (restricted to each query's key-prefix range through the sorted key column)
 //!    and shared by `threads` workers, each keeping a bounded top-k per query; a tile of
-//!    `TILE_ROWS` rows is scored against every query before the next tile, so a batch of
-//!    queries reads the matrix once;
+//!    `TILE_ROWS` rows is scored against every query before the next tile (in register
+//!    blocks of queries × rows, `kernels::score_tile`), so a batch of queries reads the
+//!    matrix once; cosine norms come from the segment's cache, or are computed from the
+//!    tile while it is in cache (and cached when the worker scans a whole chunk);
 //! 3. the per-thread selections are merged; a hit scored from a cold row has that row's
 //!    checksum verified (with `Options::verify_checksums`, the default) before it is
 //!    returned — the row it came from, not one looked up again by key.
@@ -16,9 +18,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::kernels;
+use super::kernels::{self, Kernel};
 use super::topk::TopK;
-use crate::cold::segment::ColdFile;
+use crate::cold::segment::{ColdFile, NORM_CHUNK_ROWS};
 use crate::cold::set::ColdRow;
 use crate::db::Shared;
 use crate::index::{Direction, ScanChunk};
@@ -26,10 +28,10 @@ use crate::iter::{prefix_successor, KeyRange};
 use crate::read::ReadView;
 use crate::{Error, Hit, Metric, Record, Result, Search};
 
-/// Rows of a cold segment per unit of work handed to a thread.
-const CHUNK_ROWS: usize = 8192;
 /// Rows scored against every query before moving on (the batch tile).
-const TILE_ROWS: usize = 32;
+/// A multiple of the kernel's row block (3); 48 rows of 768 values are 144 KiB, in L2 with a
+/// block of queries in L1.
+const TILE_ROWS: usize = 48;
 /// Index keys per walk of the index.
 const INDEX_CHUNK_KEYS: usize = 1024;
 
@@ -46,18 +48,27 @@ struct Query<'s> {
 }
 
 impl Query<'_> {
-    /// The distance (lower is closer) of a vector with norm `other_norm`.
+    fn kernel(&self) -> Kernel {
+        if self.metric == Metric::L2 {
+            Kernel::L2Squared
+        } else {
+            Kernel::Dot
+        }
+    }
+
+    /// The distance (lower is closer) of a vector with norm `other_norm` whose kernel value
+    /// against this query is `raw`.
     #[inline]
-    fn distance(&self, other: &[f32], other_norm: f32) -> f32 {
+    fn distance(&self, raw: f32, other_norm: f32) -> f32 {
         match self.metric {
-            Metric::Dot => -kernels::dot(self.vector, other),
-            Metric::L2 => kernels::l2_squared(self.vector, other),
+            Metric::Dot => -raw,
+            Metric::L2 => raw,
             Metric::Cosine => {
                 let denominator = self.norm * other_norm;
                 if denominator == 0.0 {
                     0.0 // a stored zero vector: similarity 0
                 } else {
-                    -(kernels::dot(self.vector, other) / denominator)
+                    -(raw / denominator)
                 }
             }
         }
@@ -69,6 +80,28 @@ impl Query<'_> {
         } else {
             -distance
         }
+    }
+
+    /// `distances[j]` = the distance for kernel value `raw[j]` of a row with norm
+    /// `norms[j]` (`norms` is only read for cosine); the metric is matched once per tile.
+    fn distances(&self, raw: &[f32], norms: &[f32], distances: &mut Vec<f32>) {
+        distances.clear();
+        match self.metric {
+            Metric::Dot => distances.extend(raw.iter().map(|&v| -v)),
+            Metric::L2 => distances.extend_from_slice(raw),
+            Metric::Cosine => distances.extend(raw.iter().zip(norms).map(|(&v, &n)| self.distance(v, n))),
+        }
+    }
+
+    /// No distance above this can be kept by `selection` or pass `min_score` (a necessary
+    /// condition only: ties and the exact checks are settled by the caller).
+    fn bound(&self, selection: &TopK) -> f32 {
+        let min_score = match (self.min_score, self.metric) {
+            (None, _) => f32::INFINITY,
+            (Some(min), Metric::L2) => min,
+            (Some(min), _) => -min,
+        };
+        selection.threshold().min(min_score)
     }
 
     fn passes_min_score(&self, distance: f32) -> bool {
@@ -84,7 +117,8 @@ impl Query<'_> {
     }
 }
 
-fn validate<'s>(search: &'s Search<'_>, dim: usize, default_metric: Metric) -> Result<Query<'s>> {
+/// `vector` is the query's values, copied to an aligned buffer.
+fn validate<'s>(search: &'s Search<'_>, vector: &'s [f32], dim: usize, default_metric: Metric) -> Result<Query<'s>> {
     if dim == 0 {
         return Err(Error::invalid("query", "the database stores no embeddings (it was created without embedding_dim)"));
     }
@@ -103,7 +137,7 @@ fn validate<'s>(search: &'s Search<'_>, dim: usize, default_metric: Metric) -> R
         return Err(Error::invalid("query", format!("cosine needs a query with a finite, non-zero norm (got {norm})")));
     }
     Ok(Query {
-        vector: search.query,
+        vector,
         norm,
         metric,
         k: search.k,
@@ -115,8 +149,12 @@ fn validate<'s>(search: &'s Search<'_>, dim: usize, default_metric: Metric) -> R
 
 /// Runs `searches` against `view` on up to `threads` threads; one hit list per search.
 pub(crate) fn search(shared: &Shared, view: &ReadView, searches: &[&Search<'_>], threads: usize) -> Result<Vec<Vec<Hit>>> {
-    let queries: Vec<Query<'_>> =
-        searches.iter().map(|s| validate(s, shared.embedding_dim, shared.options.metric)).collect::<Result<_>>()?;
+    let aligned: Vec<kernels::Aligned> = searches.iter().map(|s| kernels::Aligned::new(s.query)).collect();
+    let queries: Vec<Query<'_>> = searches
+        .iter()
+        .zip(&aligned)
+        .map(|(s, v)| validate(s, v.as_slice(), shared.embedding_dim, shared.options.metric))
+        .collect::<Result<_>>()?;
     let mut selections: Vec<TopK> = queries.iter().map(|q| TopK::new(q.k)).collect();
     if queries.iter().all(|q| q.k == 0) {
         return Ok(vec![Vec::new(); queries.len()]);
@@ -132,12 +170,8 @@ pub(crate) fn search(shared: &Shared, view: &ReadView, searches: &[&Search<'_>],
     let mut shadowed: Vec<Vec<u64>> = cold.segments.iter().map(|s| vec![0u64; s.rows().div_ceil(64)]).collect();
     scan_index(shared, view, &queries, &range, &mut shadowed, &mut selections)?;
 
-    if queries.iter().any(|q| q.metric == Metric::Cosine) {
-        for segment in &cold.segments {
-            segment.norms();
-        }
-    }
-    // Work: row chunks of every segment, within the union of the queries' row ranges.
+    // Work: row chunks of every segment (aligned to the norms cache's chunks), within the
+    // union of the queries' row ranges.
     let mut work: Vec<(usize, usize, usize)> = Vec::new();
     let mut ranges: Vec<Vec<(usize, usize)>> = Vec::with_capacity(cold.segments.len());
     for (s, segment) in cold.segments.iter().enumerate() {
@@ -146,13 +180,14 @@ pub(crate) fn search(shared: &Shared, view: &ReadView, searches: &[&Search<'_>],
         let hi = per_query.iter().map(|r| r.1).max().unwrap_or(0);
         let mut start = lo;
         while start < hi {
-            let end = (start + CHUNK_ROWS).min(hi);
+            let end = ((start / NORM_CHUNK_ROWS + 1) * NORM_CHUNK_ROWS).min(hi);
             work.push((s, start, end));
             start = end;
         }
         ranges.push(per_query);
     }
-    let scan = ColdScan { view, queries: &queries, shadowed: &shadowed, ranges: &ranges, work: &work, next: AtomicUsize::new(0) };
+    let cosine = queries.iter().any(|q| q.metric == Metric::Cosine);
+    let scan = ColdScan { view, queries: &queries, cosine, shadowed: &shadowed, ranges: &ranges, work: &work, next: AtomicUsize::new(0) };
     let workers = threads.clamp(1, work.len().max(1));
     let results: Vec<Vec<TopK>> = if workers == 1 {
         vec![scan.run()]
@@ -206,6 +241,8 @@ fn scan_index(
     selections: &mut [TopK],
 ) -> Result<()> {
     let cold = &view.table.cold;
+    let cosine = queries.iter().any(|q| q.metric == Metric::Cosine);
+    let mut scores = Scores::default();
     let mut lower = range.lower.clone();
     loop {
         let mut chunk = ScanChunk::default();
@@ -221,12 +258,12 @@ fn scan_index(
             }
             let record = view.resolve_keyed(shared, key, item.seq, &item.version)?;
             let Some(embedding) = record.embedding() else { continue };
-            let norm = if queries.iter().any(|q| q.metric == Metric::Cosine) { kernels::norm(embedding) } else { 0.0 };
-            for (query, selection) in queries.iter().zip(selections.iter_mut()) {
-                if !query.covers(key) {
-                    continue;
-                }
-                let distance = query.distance(embedding, norm);
+            // Hot and warm norms are not cached: one more sum over a vector already in cache.
+            let norm = if cosine { kernels::norm(embedding) } else { 0.0 };
+            scores.compute(queries, |i| queries[i].k > 0 && queries[i].covers(key), &[embedding]);
+            for (qi, raw) in scores.rows() {
+                let (query, selection) = (&queries[qi], &mut selections[qi]);
+                let distance = query.distance(raw[0], norm);
                 if !query.passes_min_score(distance) || !selection.admits(super::topk::sanitize(distance)) {
                     continue;
                 }
@@ -242,10 +279,55 @@ fn scan_index(
     }
 }
 
+/// The kernel values of one tile of vectors against the queries that want it, the queries
+/// grouped by kernel so each group is one `score_tile`. Reused from tile to tile.
+#[derive(Default)]
+struct Scores<'q> {
+    /// Indices of the scored queries: Dot-kernel ones first, then L2.
+    active: Vec<usize>,
+    /// How many of `active` use the Dot kernel.
+    dots: usize,
+    /// The scored queries' vectors, in `active` order.
+    vectors: Vec<&'q [f32]>,
+    /// `raw[a * width + j]`: query `active[a]` against vector `j`.
+    raw: Vec<f32>,
+    width: usize,
+}
+
+impl<'q> Scores<'q> {
+    /// Scores `rows` against the queries `i` with `wanted(i)`.
+    fn compute(&mut self, queries: &[Query<'q>], wanted: impl Fn(usize) -> bool, rows: &[&[f32]]) {
+        self.active.clear();
+        self.active.extend((0..queries.len()).filter(|&i| queries[i].kernel() == Kernel::Dot && wanted(i)));
+        self.dots = self.active.len();
+        self.active.extend((0..queries.len()).filter(|&i| queries[i].kernel() == Kernel::L2Squared && wanted(i)));
+        self.vectors.clear();
+        self.vectors.extend(self.active.iter().map(|&i| queries[i].vector));
+        self.width = rows.len();
+        self.raw.clear();
+        self.raw.resize(self.active.len() * self.width, 0.0);
+        let (dot_raw, l2_raw) = self.raw.split_at_mut(self.dots * self.width);
+        let (dot_vectors, l2_vectors) = self.vectors.split_at(self.dots);
+        if !dot_vectors.is_empty() {
+            kernels::score_tile(Kernel::Dot, dot_vectors, rows, dot_raw);
+        }
+        if !l2_vectors.is_empty() {
+            kernels::score_tile(Kernel::L2Squared, l2_vectors, rows, l2_raw);
+        }
+    }
+
+    /// `(query index, its kernel values against the tile's vectors)`.
+    fn rows(&self) -> impl Iterator<Item = (usize, &[f32])> {
+        self.active.iter().copied().zip(self.raw.chunks_exact(self.width.max(1)))
+    }
+}
+
 /// The shared state of the cold scan's workers.
 struct ColdScan<'a> {
     view: &'a ReadView,
     queries: &'a [Query<'a>],
+    /// Some query is cosine: the rows' norms are needed.
+    cosine: bool,
     shadowed: &'a [Vec<u64>],
     /// Per segment, per query: the query's row range.
     ranges: &'a [Vec<(usize, usize)>],
@@ -254,55 +336,99 @@ struct ColdScan<'a> {
     next: AtomicUsize,
 }
 
-impl ColdScan<'_> {
+impl<'a> ColdScan<'a> {
     /// One worker: takes chunks until none is left; returns its top-k per query.
     fn run(&self) -> Vec<TopK> {
         let mut selections: Vec<TopK> = self.queries.iter().map(|q| TopK::new(q.k)).collect();
+        let mut scores = Scores::default();
         loop {
             let i = self.next.fetch_add(1, Ordering::Relaxed);
             let Some(&(s, start, end)) = self.work.get(i) else { return selections };
-            self.scan_chunk(s, start, end, &mut selections);
+            self.scan_chunk(s, start, end, &mut selections, &mut scores);
         }
     }
 
-    fn scan_chunk(&self, s: usize, start: usize, end: usize, selections: &mut [TopK]) {
+    /// Scores rows `[start, end)` of segment `s`, all within one norms chunk.
+    fn scan_chunk(&self, s: usize, start: usize, end: usize, selections: &mut [TopK], scores: &mut Scores<'a>) {
         let segment: &Arc<ColdFile> = &self.view.table.cold.segments[s];
         let dim = segment.dim;
         let matrix = segment.embedding_values();
         let validity = segment.buffer(crate::cold::layout::Column::EmbeddingValidity);
+        let has_embedding = |r: usize| validity[r / 8] & (1 << (r % 8)) != 0;
+        let row_vector = |r: usize| &matrix[r * dim..(r + 1) * dim];
         let shadowed = &self.shadowed[s];
         let (seq, now) = (self.view.seq, self.view.now_ms);
         let seqs = segment.u64s(crate::cold::layout::Column::Seq);
         let expiries = segment.u64s(crate::cold::layout::Column::ExpiresAt);
-        let norms = self.queries.iter().any(|q| q.metric == Metric::Cosine).then(|| segment.norms());
+        let chunk = start / NORM_CHUNK_ROWS;
+        let chunk_rows = segment.chunk_rows(chunk);
+        debug_assert!(chunk_rows.start <= start && end <= chunk_rows.end);
+        let cached_norms = if self.cosine { segment.cached_norms(chunk) } else { None };
+        // A worker that scans a whole chunk with no cached norms computes every row's norm
+        // (candidate or not: the cache serves later views) and caches them at the end.
+        let mut filling: Option<Vec<f32>> =
+            (self.cosine && cached_norms.is_none() && (start..end) == chunk_rows).then(|| vec![0.0; chunk_rows.len()]);
         // Rows that can be hits at all (embedding present, not shadowed, visible, live).
         let mut candidates: Vec<usize> = Vec::with_capacity(TILE_ROWS);
+        let mut vectors: Vec<&[f32]> = Vec::with_capacity(TILE_ROWS);
+        let mut norms: Vec<f32> = Vec::with_capacity(TILE_ROWS);
+        let mut distances: Vec<f32> = Vec::with_capacity(TILE_ROWS);
         let mut tile_start = start;
         while tile_start < end {
             let tile_end = (tile_start + TILE_ROWS).min(end);
             candidates.clear();
             candidates.extend((tile_start..tile_end).filter(|&r| {
-                validity[r / 8] & (1 << (r % 8)) != 0
-                    && shadowed[r / 64] & (1 << (r % 64)) == 0
-                    && seqs[r] <= seq
-                    && (expiries[r] == 0 || expiries[r] > now)
+                has_embedding(r) && shadowed[r / 64] & (1 << (r % 64)) == 0 && seqs[r] <= seq && (expiries[r] == 0 || expiries[r] > now)
             }));
-            for ((query, selection), &(lo, hi)) in self.queries.iter().zip(selections.iter_mut()).zip(&self.ranges[s]) {
-                if query.k == 0 {
-                    continue;
+            norms.clear();
+            if let Some(fill) = filling.as_mut() {
+                vectors.clear();
+                vectors.extend((tile_start..tile_end).filter(|&r| has_embedding(r)).map(row_vector));
+                norms.resize(vectors.len(), 0.0);
+                kernels::norms(&vectors, &mut norms);
+                for (r, &n) in (tile_start..tile_end).filter(|&r| has_embedding(r)).zip(&norms) {
+                    fill[r - chunk_rows.start] = n;
                 }
-                for &r in candidates.iter().filter(|&&r| r >= lo && r < hi) {
-                    let vector = &matrix[r * dim..(r + 1) * dim];
-                    let distance = query.distance(vector, norms.map_or(0.0, |n| n[r]));
+                norms.clear();
+                norms.extend(candidates.iter().map(|&r| fill[r - chunk_rows.start]));
+            } else if let Some(cached) = cached_norms {
+                norms.extend(candidates.iter().map(|&r| cached[r - chunk_rows.start]));
+            } else if self.cosine {
+                vectors.clear();
+                vectors.extend(candidates.iter().map(|&r| row_vector(r)));
+                norms.resize(vectors.len(), 0.0);
+                kernels::norms(&vectors, &mut norms);
+            }
+            tile_start = tile_end;
+            let (Some(&first), Some(&last)) = (candidates.first(), candidates.last()) else { continue };
+            vectors.clear();
+            vectors.extend(candidates.iter().map(|&r| row_vector(r)));
+            let ranges = &self.ranges[s];
+            // The queries whose row range meets the tile's candidates.
+            scores.compute(self.queries, |i| self.queries[i].k > 0 && ranges[i].0 <= last && first < ranges[i].1, &vectors);
+            for (qi, raw) in scores.rows() {
+                let (query, selection, (lo, hi)) = (&self.queries[qi], &mut selections[qi], ranges[qi]);
+                let js = candidates.partition_point(|&r| r < lo)..candidates.partition_point(|&r| r < hi);
+                query.distances(&raw[js.clone()], if self.cosine { &norms[js.clone()] } else { &[] }, &mut distances);
+                // Only a distance within the bound can be kept: the exact checks (and the
+                // key, and the filter) run for those alone.
+                let mut bound = query.bound(selection);
+                for (&r, &distance) in candidates[js].iter().zip(&distances) {
+                    if super::topk::sanitize(distance) > bound {
+                        continue;
+                    }
                     if !query.passes_min_score(distance) || !selection.admits(super::topk::sanitize(distance)) {
                         continue;
                     }
                     if query.filter.is_none_or(|f| f(&Record::from_cold(segment, r))) {
                         selection.offer(distance, || segment.key(r).to_vec(), Some(ColdRow { segment: s as u32, row: r as u32 }));
+                        bound = query.bound(selection);
                     }
                 }
             }
-            tile_start = tile_end;
+        }
+        if let Some(fill) = filling {
+            segment.cache_norms(chunk, fill.into_boxed_slice());
         }
     }
 }

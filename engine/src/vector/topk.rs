@@ -70,6 +70,17 @@ impl TopK {
         self.k > 0 && (self.heap.len() < self.k || self.heap.peek().is_some_and(|worst| distance <= worst.distance))
     }
 
+    /// The largest distance `admits` may accept: the worst kept one when `k` are kept,
+    /// +∞ before (and −∞ for k = 0).
+    #[inline]
+    pub(crate) fn threshold(&self) -> f32 {
+        match self.heap.peek() {
+            _ if self.k == 0 => f32::NEG_INFINITY,
+            Some(worst) if self.heap.len() >= self.k => worst.distance,
+            _ => f32::INFINITY,
+        }
+    }
+
     /// Offers a candidate; `key` is called only when it may be kept.
     pub(crate) fn offer(&mut self, distance: f32, key: impl FnOnce() -> Vec<u8>, cold: Option<ColdRow>) {
         let distance = sanitize(distance);
@@ -120,7 +131,15 @@ mod tests {
             let got: Vec<(f32, Vec<u8>)> = a.into_sorted().into_iter().map(|c| (c.distance, c.key)).collect();
             assert_eq!(got, expected, "rotation {rotation}");
         }
+        let mut filling = TopK::new(2);
+        assert_eq!(filling.threshold(), f32::INFINITY, "anything is admitted before k are kept");
+        filling.offer(3.0, || b"a".to_vec(), None);
+        assert_eq!(filling.threshold(), f32::INFINITY);
+        filling.offer(1.0, || b"b".to_vec(), None);
+        assert_eq!(filling.threshold(), 3.0, "then the worst kept distance");
+        assert!(filling.admits(3.0) && !filling.admits(3.5));
         let mut none = TopK::new(0);
+        assert_eq!(none.threshold(), f32::NEG_INFINITY);
         none.offer(1.0, || unreachable!("k = 0 keeps nothing and never asks for a key"), None);
         assert!(none.into_sorted().is_empty());
         let mut nan = TopK::new(1);
