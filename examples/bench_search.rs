@@ -4,7 +4,7 @@
 //!
 //! Run: `cargo build --release --example bench_search && target/release/examples/bench_search --records 1000000`
 //! Flags: `--records N` (1000000), `--dim D` (768), `--content-bytes C` (64), `--rounds R` (3),
-//! `--batch B` (64 queries in figure 3), `--k K` (10), `--seed S` (42), `--dir PATH` (a
+//! `--batch B` (64 queries in figure 3), `--batch-metric dot|l2|cosine` (dot), `--k K` (10), `--seed S` (42), `--dir PATH` (a
 //! temporary directory is made in it; default /tmp), `--phases single,first,ceiling,batch`
 //! (default all).
 //!
@@ -59,6 +59,8 @@ struct Config {
     content_len: usize,
     rounds: usize,
     batch: usize,
+    /// The metric of figure 3's queries.
+    batch_metric: Metric,
     k: usize,
     seed: u64,
     dir: Option<PathBuf>,
@@ -79,6 +81,7 @@ fn parse_args() -> Result<Config> {
         content_len: 64,
         rounds: 3,
         batch: 64,
+        batch_metric: Metric::Dot,
         k: 10,
         seed: 42,
         dir: None,
@@ -93,6 +96,14 @@ fn parse_args() -> Result<Config> {
             "--content-bytes" => config.content_len = value()?.parse()?,
             "--rounds" => config.rounds = value()?.parse()?,
             "--batch" => config.batch = value()?.parse()?,
+            "--batch-metric" => {
+                config.batch_metric = match value()?.as_str() {
+                    "dot" => Metric::Dot,
+                    "l2" => Metric::L2,
+                    "cosine" => Metric::Cosine,
+                    other => return Err(format!("--batch-metric {other}: expected dot, l2 or cosine").into()),
+                }
+            }
             "--k" => config.k = value()?.parse()?,
             "--seed" => config.seed = value()?.parse()?,
             "--dir" => config.dir = Some(PathBuf::from(value()?)),
@@ -526,7 +537,7 @@ fn ceilings(handles: &[(usize, &Db)], queries: &[Vec<f32>], config: &Config) -> 
 
 /// Figure 3: `search_batch` of the queries against as many `search` calls.
 fn batches(handles: &[(usize, &Db)], queries: &[Vec<f32>], config: &Config) -> Result<Vec<Figure>> {
-    let searches: Vec<Search<'_>> = queries.iter().map(|q| Search::new(q).k(config.k).metric(Metric::Dot)).collect();
+    let searches: Vec<Search<'_>> = queries.iter().map(|q| Search::new(q).k(config.k).metric(config.batch_metric)).collect();
     let n = searches.len() as f64;
     let multiply_adds = n * config.records_count as f64 * config.dim as f64;
     let mut figures = Vec::new();
@@ -561,7 +572,13 @@ fn batches(handles: &[(usize, &Db)], queries: &[Vec<f32>], config: &Config) -> R
         }
         eprintln!("  batch, {}: per-round ratios {}", threads_label(threads), rounds.rounds_text());
         figures.push(Figure {
-            name: format!("3. search_batch({}) / {} searches, {}", searches.len(), searches.len(), threads_label(threads)),
+            name: format!(
+                "3. search_batch({}) / {} searches, {}, {}",
+                searches.len(),
+                searches.len(),
+                metric_name(config.batch_metric),
+                threads_label(threads)
+            ),
             engine: format!("{:.1} queries/s", rounds.engine_median()),
             baseline: format!("{:.1} queries/s", rounds.baseline_median()),
             ratio: rounds.ratio(),

@@ -1,6 +1,7 @@
-//! The main job until the CLI lands: write records, read them back, reopen, read again.
+//! The main job until the CLI lands: write records, read them back, reopen, read again,
+//! compact into the cold tier, search by embedding.
 //! Run: `cargo run --release --example quickstart`
-use strata::{Batch, Db, Durability, Options, Tier};
+use strata::{Batch, Db, Durability, Metric, Options, Search, Tier};
 
 fn main() -> strata::Result<()> {
     let dir = std::env::temp_dir().join(format!("strata-quickstart-{}", std::process::id()));
@@ -24,6 +25,15 @@ fn main() -> strata::Result<()> {
     for record in db.iter() {
         let record = record?;
         println!("after reopen: {} -> {:?}", String::from_utf8_lossy(record.key()), String::from_utf8_lossy(record.content()));
+    }
+    db.put(b"memory/4", b"Allergic to peanuts.", Some(&[0.7, 0.0, 0.1, 0.6]))?;
+    db.compact()?;
+    println!("compacted: {} records cold, {} hot", db.iter_tier(Tier::Cold).count(), db.iter_tier(Tier::Hot).count());
+    for hit in db.nearest(&[1.0, 0.0, 0.0, 0.3], 2)? {
+        println!("nearest (cosine): {} score {:.3}", String::from_utf8_lossy(&hit.key), hit.score);
+    }
+    for hit in db.search(&Search::new(&[1.0, 0.0, 0.0, 0.3]).k(5).metric(Metric::L2).prefix(b"memory/").min_score(1.0))? {
+        println!("within L2 distance 1.0: {} ({:.3})", String::from_utf8_lossy(&hit.key), hit.score);
     }
     let report = db.verify()?;
     println!("verify: {} files, {} records, {} bytes checked", report.files_checked, report.records_checked, report.bytes_checked);
