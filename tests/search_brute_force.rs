@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::TestClock;
 use proptest::prelude::*;
-use strata::{Db, Error, Metric, Options, Search};
+use strata::{Db, Error, Metric, Options, Search, Tier};
 
 // Long enough for two whole SIMD vectors and a tail on every instruction set.
 const DIM: usize = 19;
@@ -227,7 +227,9 @@ fn cosine_norms_cached_per_chunk_agree_with_brute_force() {
         db.put(&key_of(i), b"c", embedding.as_deref()).expect("put");
         model.insert(key_of(i), Stored { embedding, expires_at: None });
     }
+    db.seal().expect("seal");
     db.compact().expect("compact");
+    assert_eq!(db.iter_tier(Tier::Cold).count(), 21_000, "every record is cold");
     for i in (0..21_000).step_by(29) {
         let embedding = Some(vector_of(i, 5));
         db.put(&key_of(i), b"new", embedding.as_deref()).expect("overwrite");
@@ -267,5 +269,63 @@ fn cosine_norms_cached_per_chunk_agree_with_brute_force() {
     for (q, hits) in members.iter().zip(db.search_batch(&batch).expect("search_batch")) {
         let hits: Vec<(Vec<u8>, f32)> = hits.into_iter().map(|h| (h.key, h.score)).collect();
         assert_eq!(hits, check(q, "batch member alone"), "batch member {q:?}");
+    }
+}
+
+/// L2 over real-valued vectors of mixed magnitudes, many of them near-copies of a query
+/// (where `‖q‖² + ‖r‖² − 2q·r` cancels): the cold scan ranks by a lower bound from the dot
+/// product and computes the exact distance only for rows that may be kept, so it must
+/// return exactly the best rows by the exact distance. Each record's exact distance is
+/// taken from the engine itself, by a search restricted to that one key.
+#[test]
+fn l2_pruned_by_lower_bounds_returns_the_exact_best() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(dir.path(), Options::new().embedding_dim(DIM).threads(2)).expect("open");
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    };
+    let queries: Vec<Vec<f32>> = (0..4).map(|_| (0..DIM).map(|_| next()).collect()).collect();
+    let mut keys = Vec::new();
+    for i in 0..1500usize {
+        let scale = [1.0f32, 1e-3, 1e3][i % 3];
+        let embedding: Vec<f32> = if i % 4 == 0 {
+            let near = 10f32.powi(-((i % 7) as i32));
+            queries[i / 4 % queries.len()].iter().map(|&v| v + next() * near).collect()
+        } else {
+            (0..DIM).map(|_| next() * scale).collect()
+        };
+        let key = format!("r{i:05}").into_bytes();
+        db.put(&key, b"", Some(&embedding)).expect("put");
+        keys.push(key);
+        if i == 1300 {
+            db.seal().expect("seal");
+            db.compact().expect("compact"); // the rest stays hot: both paths are checked
+            assert_eq!(db.iter_tier(Tier::Cold).count(), 1301);
+        }
+    }
+    for (qi, q) in queries.iter().enumerate() {
+        let exact = |key: &[u8]| db.search(&Search::new(q).k(1).metric(Metric::L2).prefix(key)).expect("one-key search")[0].score;
+        let mut want: Vec<(Vec<u8>, f32)> = keys.iter().map(|k| (k.clone(), exact(k))).collect();
+        want.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        let got: Vec<(Vec<u8>, f32)> =
+            db.search(&Search::new(q).k(10).metric(Metric::L2)).expect("search").into_iter().map(|h| (h.key, h.score)).collect();
+        assert_eq!(got, want[..10], "query {qi}: top 10");
+        let limit = want[40].1;
+        let within: Vec<(Vec<u8>, f32)> = db
+            .search(&Search::new(q).k(1000).metric(Metric::L2).min_score(limit))
+            .expect("search")
+            .into_iter()
+            .map(|h| (h.key, h.score))
+            .collect();
+        let want_within: Vec<(Vec<u8>, f32)> = want.iter().filter(|(_, d)| *d <= limit).cloned().collect();
+        assert_eq!(within, want_within, "query {qi}: every row within L2 distance {limit}");
+    }
+    let batch: Vec<Search<'_>> = queries.iter().map(|q| Search::new(q).k(10).metric(Metric::L2)).collect();
+    for (q, hits) in queries.iter().zip(db.search_batch(&batch).expect("batch")) {
+        assert_eq!(hits, db.search(&Search::new(q).k(10).metric(Metric::L2)).expect("search"), "batch member alone");
     }
 }

@@ -10,7 +10,10 @@
 //!    `TILE_ROWS` rows is scored against every query before the next tile (in register
 //!    blocks of queries × rows, `kernels::score_tile`), so a batch of queries reads the
 //!    matrix once; cosine norms come from the segment's cache, or are computed from the
-//!    tile while it is in cache (and cached when the worker scans a whole chunk);
+//!    tile while it is in cache (and cached when the worker scans a whole chunk); every
+//!    query of a tile is scored with the Dot kernel — for L2 that gives a proven lower
+//!    bound of the distance (`kernels::l2_lower_bound`, from the norms), and the exact
+//!    distance is computed only for the rows whose bound the query's top-k could keep;
 //! 3. the per-thread selections are merged; a hit scored from a cold row has that row's
 //!    checksum verified (with `Options::verify_checksums`, the default) before it is
 //!    returned — the row it came from, not one looked up again by key.
@@ -82,14 +85,16 @@ impl Query<'_> {
         }
     }
 
-    /// `distances[j]` = the distance for kernel value `raw[j]` of a row with norm
-    /// `norms[j]` (`norms` is only read for cosine); the metric is matched once per tile.
-    fn distances(&self, raw: &[f32], norms: &[f32], distances: &mut Vec<f32>) {
+    /// For the cold scan's tile (Dot kernel values `raw`, the rows' norms `norms`, read for
+    /// Cosine and L2 only): `distances[j]` = the distance (NaN as +∞, ranked last) for Dot
+    /// and Cosine, a lower bound of it for L2 (`kernels::l2_lower_bound`). The metric is
+    /// matched once per tile.
+    fn cold_distances(&self, raw: &[f32], norms: &[f32], dim: usize, distances: &mut Vec<f32>) {
         distances.clear();
         match self.metric {
-            Metric::Dot => distances.extend(raw.iter().map(|&v| -v)),
-            Metric::L2 => distances.extend_from_slice(raw),
-            Metric::Cosine => distances.extend(raw.iter().zip(norms).map(|(&v, &n)| self.distance(v, n))),
+            Metric::Dot => distances.extend(raw.iter().map(|&v| super::topk::sanitize(-v))),
+            Metric::L2 => distances.extend(raw.iter().zip(norms).map(|(&v, &n)| kernels::l2_lower_bound(v, self.norm, n, dim))),
+            Metric::Cosine => distances.extend(raw.iter().zip(norms).map(|(&v, &n)| super::topk::sanitize(self.distance(v, n)))),
         }
     }
 
@@ -186,8 +191,8 @@ pub(crate) fn search(shared: &Shared, view: &ReadView, searches: &[&Search<'_>],
         }
         ranges.push(per_query);
     }
-    let cosine = queries.iter().any(|q| q.metric == Metric::Cosine);
-    let scan = ColdScan { view, queries: &queries, cosine, shadowed: &shadowed, ranges: &ranges, work: &work, next: AtomicUsize::new(0) };
+    let norms = queries.iter().any(|q| q.metric != Metric::Dot);
+    let scan = ColdScan { view, queries: &queries, norms, shadowed: &shadowed, ranges: &ranges, work: &work, next: AtomicUsize::new(0) };
     let workers = threads.clamp(1, work.len().max(1));
     let results: Vec<Vec<TopK>> = if workers == 1 {
         vec![scan.run()]
@@ -260,7 +265,7 @@ fn scan_index(
             let Some(embedding) = record.embedding() else { continue };
             // Hot and warm norms are not cached: one more sum over a vector already in cache.
             let norm = if cosine { kernels::norm(embedding) } else { 0.0 };
-            scores.compute(queries, |i| queries[i].k > 0 && queries[i].covers(key), &[embedding]);
+            scores.compute(queries, |i| queries[i].k > 0 && queries[i].covers(key), &[embedding], false);
             for (qi, raw) in scores.rows() {
                 let (query, selection) = (&queries[qi], &mut selections[qi]);
                 let distance = query.distance(raw[0], norm);
@@ -295,12 +300,14 @@ struct Scores<'q> {
 }
 
 impl<'q> Scores<'q> {
-    /// Scores `rows` against the queries `i` with `wanted(i)`.
-    fn compute(&mut self, queries: &[Query<'q>], wanted: impl Fn(usize) -> bool, rows: &[&[f32]]) {
+    /// Scores `rows` against the queries `i` with `wanted(i)`; with `l2_by_dot`, L2 queries
+    /// get the Dot kernel too (for `kernels::l2_lower_bound`).
+    fn compute(&mut self, queries: &[Query<'q>], wanted: impl Fn(usize) -> bool, rows: &[&[f32]], l2_by_dot: bool) {
+        let kernel = |i: usize| if l2_by_dot { Kernel::Dot } else { queries[i].kernel() };
         self.active.clear();
-        self.active.extend((0..queries.len()).filter(|&i| queries[i].kernel() == Kernel::Dot && wanted(i)));
+        self.active.extend((0..queries.len()).filter(|&i| kernel(i) == Kernel::Dot && wanted(i)));
         self.dots = self.active.len();
-        self.active.extend((0..queries.len()).filter(|&i| queries[i].kernel() == Kernel::L2Squared && wanted(i)));
+        self.active.extend((0..queries.len()).filter(|&i| kernel(i) == Kernel::L2Squared && wanted(i)));
         self.vectors.clear();
         self.vectors.extend(self.active.iter().map(|&i| queries[i].vector));
         self.width = rows.len();
@@ -326,8 +333,8 @@ impl<'q> Scores<'q> {
 struct ColdScan<'a> {
     view: &'a ReadView,
     queries: &'a [Query<'a>],
-    /// Some query is cosine: the rows' norms are needed.
-    cosine: bool,
+    /// Some query is Cosine or L2: the rows' norms are needed.
+    norms: bool,
     shadowed: &'a [Vec<u64>],
     /// Per segment, per query: the query's row range.
     ranges: &'a [Vec<(usize, usize)>],
@@ -363,11 +370,11 @@ impl<'a> ColdScan<'a> {
         let chunk = start / NORM_CHUNK_ROWS;
         let chunk_rows = segment.chunk_rows(chunk);
         debug_assert!(chunk_rows.start <= start && end <= chunk_rows.end);
-        let cached_norms = if self.cosine { segment.cached_norms(chunk) } else { None };
+        let cached_norms = if self.norms { segment.cached_norms(chunk) } else { None };
         // A worker that scans a whole chunk with no cached norms computes every row's norm
         // (candidate or not: the cache serves later views) and caches them at the end.
         let mut filling: Option<Vec<f32>> =
-            (self.cosine && cached_norms.is_none() && (start..end) == chunk_rows).then(|| vec![0.0; chunk_rows.len()]);
+            (self.norms && cached_norms.is_none() && (start..end) == chunk_rows).then(|| vec![0.0; chunk_rows.len()]);
         // Rows that can be hits at all (embedding present, not shadowed, visible, live).
         let mut candidates: Vec<usize> = Vec::with_capacity(TILE_ROWS);
         let mut vectors: Vec<&[f32]> = Vec::with_capacity(TILE_ROWS);
@@ -393,7 +400,7 @@ impl<'a> ColdScan<'a> {
                 norms.extend(candidates.iter().map(|&r| fill[r - chunk_rows.start]));
             } else if let Some(cached) = cached_norms {
                 norms.extend(candidates.iter().map(|&r| cached[r - chunk_rows.start]));
-            } else if self.cosine {
+            } else if self.norms {
                 vectors.clear();
                 vectors.extend(candidates.iter().map(|&r| row_vector(r)));
                 norms.resize(vectors.len(), 0.0);
@@ -405,18 +412,21 @@ impl<'a> ColdScan<'a> {
             vectors.extend(candidates.iter().map(|&r| row_vector(r)));
             let ranges = &self.ranges[s];
             // The queries whose row range meets the tile's candidates.
-            scores.compute(self.queries, |i| self.queries[i].k > 0 && ranges[i].0 <= last && first < ranges[i].1, &vectors);
+            scores.compute(self.queries, |i| self.queries[i].k > 0 && ranges[i].0 <= last && first < ranges[i].1, &vectors, true);
             for (qi, raw) in scores.rows() {
                 let (query, selection, (lo, hi)) = (&self.queries[qi], &mut selections[qi], ranges[qi]);
                 let js = candidates.partition_point(|&r| r < lo)..candidates.partition_point(|&r| r < hi);
-                query.distances(&raw[js.clone()], if self.cosine { &norms[js.clone()] } else { &[] }, &mut distances);
-                // Only a distance within the bound can be kept: the exact checks (and the
-                // key, and the filter) run for those alone.
+                let tile_norms = if self.norms { &norms[js.clone()] } else { &[][..] };
+                // Distances, or for L2 lower bounds of them (the exact one is computed below
+                // for the rows that pass): only a value within the bound can be kept, so the
+                // exact checks (and the key, and the filter) run for those alone.
+                query.cold_distances(&raw[js.clone()], tile_norms, dim, &mut distances);
                 let mut bound = query.bound(selection);
                 for (&r, &distance) in candidates[js].iter().zip(&distances) {
-                    if super::topk::sanitize(distance) > bound {
+                    if distance > bound {
                         continue;
                     }
+                    let distance = if query.metric == Metric::L2 { kernels::l2_squared(query.vector, row_vector(r)) } else { distance };
                     if !query.passes_min_score(distance) || !selection.admits(super::topk::sanitize(distance)) {
                         continue;
                     }
