@@ -20,8 +20,8 @@
 //! **Tiles.** A batch is scored as a tile of queries × rows: `QUERY_BLOCK` queries ×
 //! `ROW_BLOCK` rows per step keeps 12 accumulators, 3 row vectors and 1 query vector in
 //! the 16 vector registers of AVX2, so each loaded vector feeds 3 or 4 multiply-adds
-//! instead of 1 (BENCHMARKS.md, "Vector search": 31–35 G multiply-adds/s against 8–9 for
-//! one pair at a time, on this machine's 49 G peak).
+//! instead of 1 (BENCHMARKS.md, "Vector search with tiled SIMD kernels": a batch sustains
+//! 24–31 G multiply-adds/s per thread, against 8–9 G for one pair at a time before).
 
 use pulp::{Arch, Simd, WithSimd};
 
@@ -103,8 +103,8 @@ pub(crate) fn norms(rows: &[&[f32]], out: &mut [f32]) {
 
 /// A copy of a vector starting on a 64-byte boundary, so that none of its vector loads
 /// crosses a cache line (cold rows are 64-byte aligned by the format; a caller's query is
-/// wherever its allocator put it, and a split load on every other step cost the batch
-/// kernel about a fifth of its speed).
+/// wherever its allocator put it, and with 16-byte alignment every other 32-byte load of
+/// it would be split across two lines, in the loop that reads each query 16 times per tile).
 pub(crate) struct Aligned {
     blocks: Vec<Line>,
     len: usize,
