@@ -4,8 +4,9 @@
 //!
 //! Run: `cargo build --release --example bench_search && target/release/examples/bench_search --records 1000000`
 //! Flags: `--records N` (1000000), `--dim D` (768), `--content-bytes C` (64), `--rounds R` (3),
-//! `--batch B` (64 queries in figure 3), `--batch-metric dot|l2|cosine` (dot), `--k K` (10), `--seed S` (42), `--dir PATH` (a
-//! temporary directory is made in it; default /tmp), `--phases single,first,ceiling,batch`
+//! `--batch B` (64 queries in figure 3), `--batch-metric dot|l2|cosine` (dot),
+//! `--warm-records W` (100000, figure 4), `--k K` (10), `--seed S` (42), `--dir PATH` (a
+//! temporary directory is made in it; default /tmp), `--phases single,first,ceiling,batch,warm`
 //! (default all).
 //!
 //! Figures (BENCHMARKS.md, "Vector search", explains each):
@@ -24,7 +25,10 @@
 //!    too, for information;
 //! 3. `search_batch` of B queries against the same B queries as B `search` calls, in turn
 //!    (which goes first alternates per round), on both handles: queries per second, batch /
-//!    singles.
+//!    singles;
+//! 4. one Dot search over W records left warm (sealed log segments, never compacted) against
+//!    the same search over the same W records compacted into the cold tier, one thread,
+//!    interleaved per round: warm time / cold time.
 //!
 //! Order within a round: each timed search follows an untimed search on the same handle (the
 //! first search on a handle after searches on the other handle ran 5-25 % slower, whichever
@@ -64,7 +68,10 @@ struct Config {
     k: usize,
     seed: u64,
     dir: Option<PathBuf>,
-    /// Which figures to measure: `single` (1), `first` (1'), `ceiling` (2), `batch` (3).
+    /// Records of figure 4's warm and cold databases.
+    warm_records: usize,
+    /// Which figures to measure: `single` (1), `first` (1'), `ceiling` (2), `batch` (3),
+    /// `warm` (4).
     phases: Vec<String>,
 }
 
@@ -82,10 +89,11 @@ fn parse_args() -> Result<Config> {
         rounds: 3,
         batch: 64,
         batch_metric: Metric::Dot,
+        warm_records: 100_000,
         k: 10,
         seed: 42,
         dir: None,
-        phases: ["single", "first", "ceiling", "batch"].map(String::from).to_vec(),
+        phases: ["single", "first", "ceiling", "batch", "warm"].map(String::from).to_vec(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -108,6 +116,7 @@ fn parse_args() -> Result<Config> {
             "--seed" => config.seed = value()?.parse()?,
             "--dir" => config.dir = Some(PathBuf::from(value()?)),
             "--phases" => config.phases = value()?.split(',').map(str::to_string).collect(),
+            "--warm-records" => config.warm_records = value()?.parse()?,
             other => return Err(format!("unknown flag {other}; see the header of examples/bench_search.rs").into()),
         }
     }
@@ -144,25 +153,42 @@ fn fill(seed: u64, index: usize, content: &mut [u8], embedding: &mut [f32]) {
 
 /// Loads the data set into a new database at `dir`, seals, compacts and closes it.
 fn build(dir: &Path, config: &Config) -> Result<()> {
+    build_records(dir, config, config.records_count, true)
+}
+
+/// `records` records put in key order and sealed, then compacted into the cold tier when
+/// `cold` (else they stay warm).
+fn build_records(dir: &Path, config: &Config, records: usize, cold: bool) -> Result<()> {
     let start = Instant::now();
     let db = Db::open(dir, Options::new().embedding_dim(config.dim).durability(Durability::None))?;
     let (mut content, mut embedding) = (vec![0u8; config.content_len], vec![0f32; config.dim]);
-    for index in 0..config.records_count {
+    for index in 0..records {
         fill(config.seed, index, &mut content, &mut embedding);
         db.put(&key_of(index), &content, Some(&embedding[..]))?;
     }
     db.sync()?;
     db.seal()?;
     let loaded = start.elapsed().as_secs_f64();
+    if !cold {
+        let stats = db.stats();
+        if stats.warm.records != records as u64 {
+            return Err(format!("expected every record warm after seal: {stats:?}").into());
+        }
+        db.close()?;
+        eprintln!(
+            "  built: {records} warm records, {:.1} MiB of log segments; load + seal {loaded:.1} s",
+            mib(stats.warm.disk_bytes as f64)
+        );
+        return Ok(());
+    }
     db.compact()?;
     let stats = db.stats();
-    if stats.cold.records != config.records_count as u64 || stats.index_entries != 0 {
+    if stats.cold.records != records as u64 || stats.index_entries != 0 {
         return Err(format!("expected every record cold and an empty index after compact: {stats:?}").into());
     }
     db.close()?;
     eprintln!(
-        "  built: {} records, {:.1} MiB of cold segments ({} segments); load + seal {loaded:.1} s, compact {:.1} s",
-        config.records_count,
+        "  built: {records} records, {:.1} MiB of cold segments ({} segments); load + seal {loaded:.1} s, compact {:.1} s",
         mib(stats.cold.disk_bytes as f64),
         stats.cold.segments,
         start.elapsed().as_secs_f64() - loaded
@@ -629,7 +655,56 @@ fn measure(root: &Path, config: &Config) -> Result<Vec<Figure>> {
     drop(one);
     drop(all);
     std::fs::remove_dir_all(&dir)?;
+    if config.runs("warm") {
+        eprintln!("warm tier (load average {})", load_average());
+        figures.extend(warm_vs_cold(root, &queries, config)?);
+    }
     Ok(figures)
+}
+
+/// Figure 4: one Dot search over `--warm-records` records in sealed log segments (never
+/// compacted: the index walk resolves each record and checks its CRC) against the same
+/// search over the same records compacted into the cold tier, interleaved per round, one
+/// thread: warm time / cold time.
+fn warm_vs_cold(root: &Path, queries: &[Vec<f32>], config: &Config) -> Result<Vec<Figure>> {
+    let (warm_dir, cold_dir) = (root.join("warm"), root.join("cold"));
+    build_records(&warm_dir, config, config.warm_records, false)?;
+    build_records(&cold_dir, config, config.warm_records, true)?;
+    let (warm, cold) = (open(&warm_dir, config, 1)?, open(&cold_dir, config, 1)?);
+    let bytes = (config.warm_records * config.dim * 4) as u64;
+    let mut rounds = Rounds::default();
+    for round in 0..config.rounds {
+        let query = &queries[round % queries.len()];
+        let search = Search::new(query).k(config.k).metric(Metric::Dot);
+        warm.search(&search)?; // untimed, as in figure 1
+        let (warm_hits, warm_s) = timed(|| Ok(warm.search(&search)?))?;
+        cold.search(&search)?;
+        let (cold_hits, cold_s) = timed(|| Ok(cold.search(&search)?))?;
+        if keys_of(&warm_hits) != keys_of(&cold_hits) {
+            return Err("warm and cold searches disagree".into());
+        }
+        eprintln!(
+            "  warm round {round}: warm {:.1} ms ({:.2} GiB/s), cold {:.1} ms ({:.2} GiB/s) -> {:.2}",
+            warm_s * 1e3,
+            gib_per_s(bytes, warm_s),
+            cold_s * 1e3,
+            gib_per_s(bytes, cold_s),
+            warm_s / cold_s
+        );
+        rounds.push(warm_s * 1e3, cold_s * 1e3);
+    }
+    drop(warm);
+    drop(cold);
+    std::fs::remove_dir_all(&warm_dir)?;
+    std::fs::remove_dir_all(&cold_dir)?;
+    eprintln!("  warm / cold: per-round ratios {}", rounds.rounds_text());
+    Ok(vec![Figure {
+        name: format!("4. search Dot over {} warm records / the same cold, threads(1)", config.warm_records),
+        engine: format!("{:.1} ms", rounds.engine_median()),
+        baseline: format!("{:.1} ms", rounds.baseline_median()),
+        ratio: rounds.ratio(),
+        target: Target::Informative,
+    }])
 }
 
 fn main() -> Result<()> {

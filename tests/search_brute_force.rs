@@ -329,3 +329,52 @@ fn l2_pruned_by_lower_bounds_returns_the_exact_best() {
         assert_eq!(hits, db.search(&Search::new(q).k(10).metric(Metric::L2)).expect("search"), "batch member alone");
     }
 }
+
+/// Scoring reads every embedding without its checksum; the hits' checksums are checked
+/// before they are returned. A flipped bit in the embedding of what would be the best hit,
+/// in a warm (sealed log) record and then in a cold row, makes the search fail with
+/// `Corruption` naming the file, never return the damaged record.
+#[test]
+fn a_damaged_embedding_in_a_hit_is_reported_not_returned() {
+    const D: usize = 8;
+    let target: Vec<f32> = (0..D).map(|i| 1000.0 + i as f32 * 1.25).collect();
+    let target_bytes: Vec<u8> = target.iter().flat_map(|v| v.to_le_bytes()).collect();
+    for cold in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let db = Db::open(dir.path(), Options::new().embedding_dim(D)).expect("open");
+            for i in 0..50u32 {
+                let other: Vec<f32> = (0..D).map(|j| ((i as usize * 7 + j) % 5) as f32).collect();
+                db.put(format!("k{i:02}").as_bytes(), b"c", Some(&other)).expect("put");
+            }
+            db.put(b"target", b"c", Some(&target)).expect("put");
+            db.seal().expect("seal");
+            if cold {
+                db.compact().expect("compact");
+            }
+            db.close().expect("close");
+        }
+        let extension = if cold { "cold" } else { "log" };
+        let mut damaged = None;
+        for entry in std::fs::read_dir(dir.path()).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == extension) {
+                let mut bytes = std::fs::read(&path).expect("read");
+                if let Some(at) = bytes.windows(target_bytes.len()).position(|w| w == target_bytes) {
+                    bytes[at] ^= 0x01; // lowest mantissa bit of the first value: still the best hit
+                    std::fs::write(&path, &bytes).expect("write");
+                    damaged = Some(path);
+                }
+            }
+        }
+        let damaged = damaged.expect("the target embedding is in a file");
+        let db = Db::open(dir.path(), Options::new().embedding_dim(D)).expect("reopen: embeddings are not checked at open");
+        match db.search(&Search::new(&target).k(3).metric(Metric::L2)) {
+            Err(Error::Corruption { path, .. }) => assert_eq!(path, damaged, "cold={cold}"),
+            other => panic!("cold={cold}: expected Corruption naming {}, got {other:?}", damaged.display()),
+        }
+        let far: Vec<f32> = vec![-5.0; D];
+        let hits = db.search(&Search::new(&far).k(3).metric(Metric::L2)).expect("a search whose hits are intact succeeds");
+        assert!(hits.iter().all(|h| h.key != b"target"), "cold={cold}");
+    }
+}

@@ -51,6 +51,21 @@ impl ReadView {
     pub(crate) fn resolve_keyed(&self, shared: &Shared, key: &[u8], seq: u64, version: &Version) -> Result<Record> {
         resolve_keyed(shared, &self.table, key, seq, version)
     }
+
+    /// As `resolve_keyed` (key, seq and kind still checked against the index) but without
+    /// the record checksum: for vector search, which scores every record and checks the
+    /// checksums of its hits only (`check_sealed`).
+    pub(crate) fn resolve_for_scoring(&self, shared: &Shared, key: &[u8], seq: u64, version: &Version) -> Result<Record> {
+        resolve_keyed_with(shared, &self.table, key, seq, version, false)
+    }
+
+    /// Checks the checksum of the record at `offset` of sealed segment `segment_id`.
+    pub(crate) fn check_sealed(&self, segment_id: u32, offset: u32) -> Result<()> {
+        match self.table.get(segment_id) {
+            Some(SegmentRef::Sealed(segment)) => segment.record(offset, true).map(drop),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The live cold row of `key` in `table`'s cold set, if any. `at_seq`: a pinned reader
@@ -83,6 +98,18 @@ pub(crate) fn get_cold(
 /// index says: same key, same seq, a put. A mismatch (a damaged hint, a bug) is corruption,
 /// never served.
 pub(crate) fn resolve_keyed(shared: &Shared, table: &SegmentTable, key: &[u8], seq: u64, version: &Version) -> Result<Record> {
+    resolve_keyed_with(shared, table, key, seq, version, shared.options.verify_checksums)
+}
+
+/// `resolve_keyed`, checking a sealed record's checksum only with `verify_checksum`.
+fn resolve_keyed_with(
+    shared: &Shared,
+    table: &SegmentTable,
+    key: &[u8],
+    seq: u64,
+    version: &Version,
+    verify_checksum: bool,
+) -> Result<Record> {
     let offset = version.offset;
     let path_of = || shared.dir.join(crate::io::fs::segment_file_name(version.segment_id));
     let (record, view_seq, kind) = match table.get(version.segment_id) {
@@ -93,7 +120,7 @@ pub(crate) fn resolve_keyed(shared: &Shared, table: &SegmentTable, key: &[u8], s
             (Record::new(Backing::Hot(buffer), &view), view.seq, view.kind)
         }
         Some(SegmentRef::Sealed(segment)) => {
-            let view = segment.record(offset, shared.options.verify_checksums)?;
+            let view = segment.record(offset, verify_checksum)?;
             (Record::new(Backing::Sealed(segment.clone()), &view), view.seq, view.kind)
         }
         None => return Err(Error::corruption(path_of(), u64::from(offset), "the index points into a segment that is not open")),

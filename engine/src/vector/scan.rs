@@ -14,15 +14,17 @@
 //!    query of a tile is scored with the Dot kernel — for L2 that gives a proven lower
 //!    bound of the distance (`kernels::l2_lower_bound`, from the norms), and the exact
 //!    distance is computed only for the rows whose bound the query's top-k could keep;
-//! 3. the per-thread selections are merged; a hit scored from a cold row has that row's
-//!    checksum verified (with `Options::verify_checksums`, the default) before it is
-//!    returned — the row it came from, not one looked up again by key.
+//! 3. the per-thread selections are merged; each hit has the checksum of the record or row
+//!    it was scored from verified (with `Options::verify_checksums`, the default) before it
+//!    is returned — scoring itself reads embeddings (and the filter reads records) without
+//!    checking them, so a damaged record that is not a hit goes unreported (as a cold row
+//!    does; `Db::verify` finds both).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::kernels::{self, Kernel};
-use super::topk::TopK;
+use super::topk::{Origin, TopK};
 use crate::cold::segment::{ColdFile, NORM_CHUNK_ROWS};
 use crate::cold::set::ColdRow;
 use crate::db::Shared;
@@ -213,8 +215,10 @@ pub(crate) fn search(shared: &Shared, view: &ReadView, searches: &[&Search<'_>],
         let mut list = Vec::with_capacity(query.k.min(1024));
         for candidate in selection.into_sorted() {
             if shared.options.verify_checksums {
-                if let Some(row) = candidate.cold {
-                    cold.segment(row).check_row_once(row.row as usize)?;
+                match candidate.origin {
+                    Origin::Cold(row) => cold.segment(row).check_row_once(row.row as usize)?,
+                    Origin::Sealed { segment_id, offset } => view.check_sealed(segment_id, offset)?,
+                    Origin::Hot => {}
                 }
             }
             list.push(Hit { score: query.score(candidate.distance), key: candidate.key });
@@ -261,7 +265,13 @@ fn scan_index(
             if !item.version.is_live(view.now_ms) || !queries.iter().any(|q| q.covers(key)) {
                 continue;
             }
-            let record = view.resolve_keyed(shared, key, item.seq, &item.version)?;
+            let record = view.resolve_for_scoring(shared, key, item.seq, &item.version)?;
+            let origin = match view.table.get(item.version.segment_id) {
+                Some(crate::segments::SegmentRef::Sealed(_)) => {
+                    Origin::Sealed { segment_id: item.version.segment_id, offset: item.version.offset }
+                }
+                _ => Origin::Hot,
+            };
             let Some(embedding) = record.embedding() else { continue };
             // Hot and warm norms are not cached: one more sum over a vector already in cache.
             let norm = if cosine { kernels::norm(embedding) } else { 0.0 };
@@ -273,7 +283,7 @@ fn scan_index(
                     continue;
                 }
                 if query.filter.is_none_or(|f| f(&record)) {
-                    selection.offer(distance, || key.to_vec(), None);
+                    selection.offer(distance, || key.to_vec(), origin);
                 }
             }
         }
@@ -431,7 +441,7 @@ impl<'a> ColdScan<'a> {
                         continue;
                     }
                     if query.filter.is_none_or(|f| f(&Record::from_cold(segment, r))) {
-                        selection.offer(distance, || segment.key(r).to_vec(), Some(ColdRow { segment: s as u32, row: r as u32 }));
+                        selection.offer(distance, || segment.key(r).to_vec(), Origin::Cold(ColdRow { segment: s as u32, row: r as u32 }));
                         bound = query.bound(selection);
                     }
                 }

@@ -13,9 +13,20 @@ use crate::cold::set::ColdRow;
 pub(crate) struct Candidate {
     pub(crate) distance: f32,
     pub(crate) key: Vec<u8>,
-    /// The cold row it was scored from; `None` for a hot or warm record (already checked
-    /// when it was resolved). Not part of the ranking.
-    pub(crate) cold: Option<ColdRow>,
+    /// Where it was scored from, for the checksum check of the hits. Not part of the ranking.
+    pub(crate) origin: Origin,
+}
+
+/// Where a candidate's embedding was read, unchecked: scoring reads every record, the
+/// checksum check is paid for the hits only.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Origin {
+    /// A cold row.
+    Cold(ColdRow),
+    /// A record of a sealed (warm) log segment.
+    Sealed { segment_id: u32, offset: u32 },
+    /// Nothing to check (a hot record: the in-memory mirror of the active segment).
+    Hot,
 }
 
 impl Candidate {
@@ -82,12 +93,12 @@ impl TopK {
     }
 
     /// Offers a candidate; `key` is called only when it may be kept.
-    pub(crate) fn offer(&mut self, distance: f32, key: impl FnOnce() -> Vec<u8>, cold: Option<ColdRow>) {
+    pub(crate) fn offer(&mut self, distance: f32, key: impl FnOnce() -> Vec<u8>, origin: Origin) {
         let distance = sanitize(distance);
         if !self.admits(distance) {
             return;
         }
-        let candidate = Candidate { distance, key: key(), cold };
+        let candidate = Candidate { distance, key: key(), origin };
         if self.heap.len() < self.k {
             self.heap.push(candidate);
         } else if self.heap.peek().is_some_and(|worst| candidate < *worst) {
@@ -100,8 +111,8 @@ impl TopK {
     /// Folds another selection (from another thread) into this one.
     pub(crate) fn merge(&mut self, other: TopK) {
         for candidate in other.heap {
-            let Candidate { distance, key, cold } = candidate;
-            self.offer(distance, || key, cold);
+            let Candidate { distance, key, origin } = candidate;
+            self.offer(distance, || key, origin);
         }
     }
 
@@ -124,7 +135,7 @@ mod tests {
         for rotation in [0, 13, 101] {
             let mut split = [TopK::new(7), TopK::new(7)];
             for (i, (d, key)) in items.iter().cycle().skip(rotation).take(items.len()).enumerate() {
-                split[i % 2].offer(*d, || key.clone(), None);
+                split[i % 2].offer(*d, || key.clone(), Origin::Hot);
             }
             let [mut a, b] = split;
             a.merge(b);
@@ -133,18 +144,18 @@ mod tests {
         }
         let mut filling = TopK::new(2);
         assert_eq!(filling.threshold(), f32::INFINITY, "anything is admitted before k are kept");
-        filling.offer(3.0, || b"a".to_vec(), None);
+        filling.offer(3.0, || b"a".to_vec(), Origin::Hot);
         assert_eq!(filling.threshold(), f32::INFINITY);
-        filling.offer(1.0, || b"b".to_vec(), None);
+        filling.offer(1.0, || b"b".to_vec(), Origin::Hot);
         assert_eq!(filling.threshold(), 3.0, "then the worst kept distance");
         assert!(filling.admits(3.0) && !filling.admits(3.5));
         let mut none = TopK::new(0);
         assert_eq!(none.threshold(), f32::NEG_INFINITY);
-        none.offer(1.0, || unreachable!("k = 0 keeps nothing and never asks for a key"), None);
+        none.offer(1.0, || unreachable!("k = 0 keeps nothing and never asks for a key"), Origin::Hot);
         assert!(none.into_sorted().is_empty());
         let mut nan = TopK::new(1);
-        nan.offer(f32::NAN, || b"nan".to_vec(), None);
-        nan.offer(5.0, || b"five".to_vec(), None);
+        nan.offer(f32::NAN, || b"nan".to_vec(), Origin::Hot);
+        nan.offer(5.0, || b"five".to_vec(), Origin::Hot);
         assert_eq!(nan.into_sorted()[0].key, b"five", "NaN ranks after every number");
     }
 }
