@@ -250,8 +250,10 @@ fn scan_index(
     selections: &mut [TopK],
 ) -> Result<()> {
     let cold = &view.table.cold;
-    let cosine = queries.iter().any(|q| q.metric == Metric::Cosine);
     let mut scores = Scores::default();
+    // Live records with an embedding, scored a tile at a time (rows × all queries, as the
+    // cold scan does), flushed when full and at the end of each index chunk.
+    let mut tile: Vec<IndexRow> = Vec::with_capacity(TILE_ROWS);
     let mut lower = range.lower.clone();
     loop {
         let mut chunk = ScanChunk::default();
@@ -266,32 +268,68 @@ fn scan_index(
                 continue;
             }
             let record = view.resolve_for_scoring(shared, key, item.seq, &item.version)?;
+            if record.embedding().is_none() {
+                continue;
+            }
             let origin = match view.table.get(item.version.segment_id) {
                 Some(crate::segments::SegmentRef::Sealed(_)) => {
                     Origin::Sealed { segment_id: item.version.segment_id, offset: item.version.offset }
                 }
                 _ => Origin::Hot,
             };
-            let Some(embedding) = record.embedding() else { continue };
-            // Hot and warm norms are not cached: one more sum over a vector already in cache.
-            let norm = if cosine { kernels::norm(embedding) } else { 0.0 };
-            scores.compute(queries, |i| queries[i].k > 0 && queries[i].covers(key), &[embedding], false);
-            for (qi, raw) in scores.rows() {
-                let (query, selection) = (&queries[qi], &mut selections[qi]);
-                let distance = query.distance(raw[0], norm);
-                if !query.passes_min_score(distance) || !selection.admits(super::topk::sanitize(distance)) {
-                    continue;
-                }
-                if query.filter.is_none_or(|f| f(&record)) {
-                    selection.offer(distance, || key.to_vec(), origin);
-                }
+            tile.push(IndexRow { record, key: item.key.clone(), origin });
+            if tile.len() == TILE_ROWS {
+                score_index_tile(queries, &chunk.keys, &mut tile, &mut scores, selections);
             }
         }
+        score_index_tile(queries, &chunk.keys, &mut tile, &mut scores, selections);
         match stop {
             Some(key) => lower = std::ops::Bound::Excluded(key),
             None => return Ok(()),
         }
     }
+}
+
+/// A live hot or warm record waiting in the index walk's tile.
+struct IndexRow {
+    record: Record,
+    /// Its key's range in the index chunk's key buffer.
+    key: std::ops::Range<usize>,
+    origin: Origin,
+}
+
+/// Scores the index walk's tile against every query covering one of its keys, offers the
+/// results, and empties the tile.
+fn score_index_tile<'q>(queries: &[Query<'q>], keys: &[u8], tile: &mut Vec<IndexRow>, scores: &mut Scores<'q>, selections: &mut [TopK]) {
+    if tile.is_empty() {
+        return;
+    }
+    let vectors: Vec<&[f32]> = tile.iter().filter_map(|row| row.record.embedding()).collect();
+    debug_assert_eq!(vectors.len(), tile.len(), "only records with an embedding enter the tile");
+    // Hot and warm norms are not cached: one more sum over vectors already in cache.
+    let mut norms = vec![0.0; vectors.len()];
+    if queries.iter().any(|q| q.metric == Metric::Cosine) {
+        kernels::norms(&vectors, &mut norms);
+    }
+    let covers = |i: usize, row: &IndexRow| queries[i].covers(&keys[row.key.clone()]);
+    scores.compute(queries, |i| queries[i].k > 0 && tile.iter().any(|row| covers(i, row)), &vectors, false);
+    for (qi, raw) in scores.rows() {
+        let (query, selection) = (&queries[qi], &mut selections[qi]);
+        for ((row, &value), &norm) in tile.iter().zip(raw).zip(&norms) {
+            if !covers(qi, row) {
+                continue;
+            }
+            let distance = query.distance(value, norm);
+            if !query.passes_min_score(distance) || !selection.admits(super::topk::sanitize(distance)) {
+                continue;
+            }
+            if query.filter.is_none_or(|f| f(&row.record)) {
+                selection.offer(distance, || keys[row.key.clone()].to_vec(), row.origin);
+            }
+        }
+    }
+    drop(vectors);
+    tile.clear();
 }
 
 /// The kernel values of one tile of vectors against the queries that want it, the queries
