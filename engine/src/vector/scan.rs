@@ -1,7 +1,8 @@
 //! The search itself, against one `ReadView` (a seq, a segment table, a clock):
 //!
 //! 1. the index (hot and warm versions) is walked once over the queries' key range: every
-//!    live record with an embedding is scored from its in-place `&[f32]`, and every key it
+//!    live record with an embedding is scored from its in-place `&[f32]` (in tiles of
+//!    `TILE_ROWS` records × the queries, as below), and every key it
 //!    holds — tombstones included — marks the cold row of that key as *shadowed* in a
 //!    per-segment bitmap (one filter-and-search per index key, none per hit);
 //! 2. the cold tier is scanned straight from the mapped embedding matrix, split into row
