@@ -162,16 +162,19 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u32, PathBuf)>> {
 mod tests {
     use super::*;
 
-    /// Another description of LOCK holding the flock stands for a forked child that has
-    /// not exec'd yet: acquire waits for it to go, up to `LOCK_WAIT`, then says Locked.
+    /// A second handle in this process is refused by the table. Another description of
+    /// LOCK holding the flock stands for a forked child that has not exec'd yet: acquire
+    /// waits for it to go, up to `LOCK_WAIT`, then says Locked.
     #[test]
     fn lock_waits_briefly_for_another_description_and_refuses_a_second_handle_at_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let first = DirLock::acquire(dir.path()).expect("first");
-        let started = std::time::Instant::now();
+        assert!(held().contains(&first.canonical), "the table lists the held directory");
         assert!(matches!(DirLock::acquire(dir.path()), Err(Error::Locked { .. })), "second handle in this process");
-        assert!(started.elapsed() < LOCK_WAIT, "refused by the table, without waiting");
+        assert!(held().contains(&first.canonical), "a refused second handle leaves the first's entry");
+        let canonical = first.canonical.clone();
         drop(first);
+        assert!(!held().contains(&canonical), "dropping the lock removes its entry");
 
         let copy = File::options().read(true).write(true).open(dir.path().join(LOCK_FILE_NAME)).expect("open LOCK");
         copy.try_lock().expect("the released lock is free");
