@@ -7,7 +7,7 @@
 //! is wholly absent or wholly present at one generation, and generations only grow. A
 //! compactor thread loops seal + compact (tiny log and cold segments: many files, many
 //! retirements) while the writers write; reader threads check the invariant on every
-//! snapshot, forward and backward iteration and prefix scan, check every `get` returns a
+//! snapshot, forward and backward iteration, prefix scan and vector search, check every `get` returns a
 //! value written for that key and never an older one than it saw before, re-read held
 //! snapshots after compactions (they must not change), and walk iterators created before
 //! a compaction and consumed after it. Every loop is bounded by counts, not time. At the
@@ -23,7 +23,7 @@ use std::thread;
 use common::{bits, collect, Entry};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use strata::{Batch, Db, Durability, Options};
+use strata::{Batch, Db, Durability, Metric, Options, Search};
 
 const DIM: usize = 4;
 const WRITERS: usize = 2;
@@ -208,7 +208,7 @@ fn readers_see_whole_groups_and_no_stale_values_while_compaction_runs() {
             let mut rounds = 0u64;
             while !all_done.load(Ordering::SeqCst) || rounds < READER_ROUNDS_MIN {
                 let context = format!("reader {reader} round {rounds}");
-                match rounds % 5 {
+                match rounds % 6 {
                     0 => {
                         let snapshot = db.snapshot();
                         let state = collect(snapshot.iter());
@@ -248,6 +248,46 @@ fn readers_see_whole_groups_and_no_stale_values_while_compaction_runs() {
                             let groups = check_state(&state, &format!("{context} (prefix {group})"));
                             assert!(groups.keys().all(|&g| g == group), "{context}: prefix {group} yielded another group");
                         }
+                    }
+                    4 => {
+                        // Search, pinned and unpinned. Dot with [0, 1, 0, 0] scores every
+                        // embedding exactly its generation: a snapshot's search must equal
+                        // brute force over its own iteration, and any search must see whole
+                        // groups (the keys with an embedding) at one generation, never older
+                        // than seen — no shadowed, deleted or half-compacted version.
+                        let query = [0.0, 1.0, 0.0, 0.0];
+                        let search = Search::new(&query).k(WRITERS * GROUPS_PER_WRITER * KEYS_PER_GROUP).metric(Metric::Dot);
+                        let snapshot = db.snapshot();
+                        let state = collect(snapshot.iter());
+                        let mut want: Vec<(Vec<u8>, f32)> = state
+                            .iter()
+                            .filter(|e| e.embedding_bits.is_some())
+                            .map(|e| (e.key.clone(), parse_checked(e, &context).1 as f32))
+                            .collect();
+                        want.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                        let got: Vec<(Vec<u8>, f32)> =
+                            snapshot.search(&search).expect("snapshot search").into_iter().map(|h| (h.key, h.score)).collect();
+                        assert_eq!(got, want, "{context}: a snapshot's search vs its iteration");
+                        let mut groups: BTreeMap<usize, (u64, Vec<usize>)> = BTreeMap::new();
+                        for hit in db.search(&search).unwrap_or_else(|e| panic!("{context}: search: {e}")) {
+                            let text = String::from_utf8(hit.key).expect("utf-8 key");
+                            let (g, k) = text.strip_prefix('g').and_then(|t| t.split_once("/k")).expect("workload key");
+                            let (group, i): (usize, usize) = (g.parse().expect("group"), k.parse().expect("index"));
+                            let slot = groups.entry(group).or_insert((hit.score as u64, Vec::new()));
+                            assert_eq!(slot.0 as f32, hit.score, "{context}: search: group {group} mixes generations");
+                            slot.1.push(i);
+                        }
+                        let with_embedding: Vec<usize> = (0..KEYS_PER_GROUP).filter(|&i| embedding(0, 1, i).is_some()).collect();
+                        for (group, (generation, mut keys)) in groups.clone() {
+                            keys.sort_unstable();
+                            assert_eq!(keys, with_embedding, "{context}: search: group {group} torn at generation {generation}");
+                            assert!(
+                                generation <= generations[group].load(Ordering::SeqCst),
+                                "{context}: search: a generation never written"
+                            );
+                        }
+                        let state: BTreeMap<usize, u64> = groups.into_iter().map(|(g, (generation, _))| (g, generation)).collect();
+                        check_monotonic(&mut seen_states, &state, &format!("{context} (search)"));
                     }
                     _ => {
                         // Held snapshot: unchanged by every write and compaction since.
