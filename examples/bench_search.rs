@@ -6,7 +6,7 @@
 //! Flags: `--records N` (1000000), `--dim D` (768), `--content-bytes C` (64), `--rounds R` (3),
 //! `--batch B` (64 queries in figure 3), `--batch-metric dot|l2|cosine` (dot),
 //! `--warm-records W` (100000, figure 4), `--k K` (10), `--seed S` (42), `--dir PATH` (a
-//! temporary directory is made in it; default /tmp), `--phases single,first,ceiling,batch,warm`
+//! temporary directory is made in it; default /tmp), `--phases single,first,ceiling,batch,warm,shadow`
 //! (default all).
 //!
 //! Figures (BENCHMARKS.md, "Vector search", explains each):
@@ -29,7 +29,10 @@
 //! 4. one Dot search over W records left warm (sealed log segments, never compacted) against
 //!    the same search over the same W records compacted into the cold tier, one thread,
 //!    interleaved per round: warm time / cold time; 4', the same for `search_batch` of the B
-//!    queries.
+//!    queries;
+//! 5. one Dot search over W compacted records plus W / 5 overwrites of them without an
+//!    embedding (live index keys that shadow cold rows and score nothing) against the same
+//!    search without the overwrites, one thread: with / without (the per-index-key cost).
 //!
 //! Order within a round: each timed search follows an untimed search on the same handle (the
 //! first search on a handle after searches on the other handle ran 5-25 % slower, whichever
@@ -94,7 +97,7 @@ fn parse_args() -> Result<Config> {
         k: 10,
         seed: 42,
         dir: None,
-        phases: ["single", "first", "ceiling", "batch", "warm"].map(String::from).to_vec(),
+        phases: ["single", "first", "ceiling", "batch", "warm", "shadow"].map(String::from).to_vec(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -660,7 +663,63 @@ fn measure(root: &Path, config: &Config) -> Result<Vec<Figure>> {
         eprintln!("warm tier (load average {})", load_average());
         figures.extend(warm_vs_cold(root, &queries, config)?);
     }
+    if config.runs("shadow") {
+        eprintln!("shadowed cold rows (load average {})", load_average());
+        figures.push(shadowed(root, &queries, config)?);
+    }
     Ok(figures)
+}
+
+/// Figure 5: what index keys over a cold tier cost a search. `--warm-records` records are
+/// compacted, and a second handle's database is the same plus one overwrite *without an
+/// embedding* for every fifth cold key (so those rows are shadowed, and the index holds
+/// W / 5 live keys that score nothing): one Dot search each per round, one thread,
+/// interleaved: with / without the overwrites. The extra time is the index walk, one cold
+/// lookup per index key to mark the row it shadows, and resolving each record.
+fn shadowed(root: &Path, queries: &[Vec<f32>], config: &Config) -> Result<Figure> {
+    let (plain_dir, shadowed_dir) = (root.join("plain"), root.join("shadowed"));
+    build_records(&plain_dir, config, config.warm_records, true)?;
+    build_records(&shadowed_dir, config, config.warm_records, true)?;
+    let overwrites = config.warm_records / 5;
+    {
+        let db = Db::open(&shadowed_dir, Options::new().embedding_dim(config.dim).durability(Durability::None))?;
+        for index in (0..config.warm_records).step_by(5) {
+            db.put(&key_of(index), b"overwritten, no embedding", None)?;
+        }
+        db.sync()?;
+        db.seal()?;
+        db.close()?;
+    }
+    let (plain, with_index) = (open(&plain_dir, config, 1)?, open(&shadowed_dir, config, 1)?);
+    let mut rounds = Rounds::default();
+    for round in 0..config.rounds {
+        let search = Search::new(&queries[round % queries.len()]).k(config.k).metric(Metric::Dot);
+        with_index.search(&search)?; // untimed, as in figure 1
+        let (_, with_s) = timed(|| Ok(with_index.search(&search)?))?;
+        plain.search(&search)?;
+        let (_, plain_s) = timed(|| Ok(plain.search(&search)?))?;
+        eprintln!(
+            "  shadow round {round}: {overwrites} index keys over {} cold rows {:.1} ms, none {:.1} ms -> {:.2} ({:.2} us per index key)",
+            config.warm_records,
+            with_s * 1e3,
+            plain_s * 1e3,
+            with_s / plain_s,
+            (with_s - plain_s) / overwrites as f64 * 1e6
+        );
+        rounds.push(with_s * 1e3, plain_s * 1e3);
+    }
+    drop(plain);
+    drop(with_index);
+    std::fs::remove_dir_all(&plain_dir)?;
+    std::fs::remove_dir_all(&shadowed_dir)?;
+    eprintln!("  shadowed / plain: per-round ratios {}", rounds.rounds_text());
+    Ok(Figure {
+        name: format!("5. search Dot, {} cold + {overwrites} index keys / cold only, threads(1)", config.warm_records),
+        engine: format!("{:.1} ms", rounds.engine_median()),
+        baseline: format!("{:.1} ms", rounds.baseline_median()),
+        ratio: rounds.ratio(),
+        target: Target::Informative,
+    })
 }
 
 /// Figure 4: one Dot search over `--warm-records` records in sealed log segments (never
