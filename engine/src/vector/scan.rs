@@ -184,8 +184,10 @@ pub(crate) fn search(shared: &Shared, view: &ReadView, searches: &[&Search<'_>],
     let mut ranges: Vec<Vec<(usize, usize)>> = Vec::with_capacity(cold.segments.len());
     for (s, segment) in cold.segments.iter().enumerate() {
         let per_query: Vec<(usize, usize)> = queries.iter().map(|q| prefix_rows(segment, q.prefix)).collect();
-        let lo = per_query.iter().map(|r| r.0).min().unwrap_or(0);
-        let hi = per_query.iter().map(|r| r.1).max().unwrap_or(0);
+        // The union of the ranges of the queries that keep anything (k > 0).
+        let wanted = || per_query.iter().zip(&queries).filter(|(_, q)| q.k > 0).map(|(r, _)| r);
+        let lo = wanted().map(|r| r.0).min().unwrap_or(0);
+        let hi = wanted().map(|r| r.1).max().unwrap_or(0);
         let mut start = lo;
         while start < hi {
             let end = ((start / NORM_CHUNK_ROWS + 1) * NORM_CHUNK_ROWS).min(hi);
