@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::TestClock;
 use proptest::prelude::*;
-use strata::{Db, Error, Metric, Options, Search, Tier};
+use strata::{Db, Durability, Error, Metric, Options, Search, Tier};
 
 // Long enough for two whole SIMD vectors and a tail on every instruction set.
 const DIM: usize = 19;
@@ -214,7 +214,7 @@ fn arguments_are_checked_and_edges_behave() {
 #[test]
 fn cosine_norms_cached_per_chunk_agree_with_brute_force() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = Db::open(dir.path(), Options::new().embedding_dim(DIM).threads(2)).expect("open");
+    let db = Db::open(dir.path(), Options::new().embedding_dim(DIM).threads(2).durability(Durability::None)).expect("open");
     let mut model: BTreeMap<Vec<u8>, Stored> = BTreeMap::new();
     let vector_of = |i: usize, salt: usize| -> Vec<f32> { (0..DIM).map(|j| ((i * 7 + j * 3 + salt) % 9) as f32 - 4.0).collect() };
     let key_of = |i: usize| format!("t{}/{i:05}", i / 7000).into_bytes();
@@ -280,7 +280,7 @@ fn cosine_norms_cached_per_chunk_agree_with_brute_force() {
 #[test]
 fn l2_pruned_by_lower_bounds_returns_the_exact_best() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = Db::open(dir.path(), Options::new().embedding_dim(DIM).threads(2)).expect("open");
+    let db = Db::open(dir.path(), Options::new().embedding_dim(DIM).threads(2).durability(Durability::None)).expect("open");
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     let mut next = move || {
         state ^= state << 13;
