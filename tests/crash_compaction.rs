@@ -109,27 +109,19 @@ fn plan(seed: u64, cycle: u64) -> (ChildSpec, Plan) {
 /// Every content starts with a tag naming the write, so any stored value can be traced
 /// back to the write that made it.
 fn commit_for(seed: u64, cycle: u64, index: u64) -> Vec<Op> {
-    let mut rng = rng_for(seed, &[1, cycle, index]);
-    let op = |rng: &mut rand::rngs::StdRng, delete_chance: f64| {
-        let key = format!("k{:02}", rng.gen_range(0..KEYS)).into_bytes();
-        if rng.gen_bool(delete_chance) {
-            return Op::Delete { key };
-        }
-        let len = match rng.gen_range(0..20) {
-            0 => rng.gen_range(2_000..6_000),
-            1..6 => rng.gen_range(200..1_500),
-            _ => rng.gen_range(0..200),
-        };
-        let mut content = format!("c{cycle}/w{index}/").into_bytes();
-        content.extend(random_bytes(rng, len));
-        let embedding = rng.gen_bool(0.75).then(|| random_embedding(rng, DIM));
-        Op::Put { key, content, embedding }
+    let mix = WriteMix {
+        key_prefix: "",
+        keys: KEYS,
+        tag: format!("c{cycle}/w{index}/"),
+        dim: DIM,
+        large: 2_000..6_000,
+        medium: 200..1_500,
+        puts: 11,
+        deletes: 3,
+        batch_max: 5,
+        batch_delete_chance: 0.25,
     };
-    match rng.gen_range(0..20) {
-        0..11 => vec![op(&mut rng, 0.0)],
-        11..14 => vec![op(&mut rng, 1.0)],
-        _ => (0..rng.gen_range(2..=5)).map(|_| op(&mut rng, 0.25)).collect(),
-    }
+    random_commit(&mut rng_for(seed, &[1, cycle, index]), &mix)
 }
 
 /// The child: does nothing in a normal test run; with the variables set it writes and

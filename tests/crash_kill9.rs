@@ -84,33 +84,23 @@ fn options(segment_bytes_max: u64) -> Options {
 }
 
 /// Write `index` of writer `thread` in the child of `cycle`: a single put, a delete or a
-/// batch of up to six puts and deletes, always on that thread's keys.
+/// batch of up to six puts and deletes, always on that thread's keys. The tag makes every
+/// version of a key distinct, so a stale one is caught.
 fn commit_for(seed: u64, cycle: u64, thread: u64, index: u64) -> Vec<Op> {
-    let mut rng = rng_for(seed, &[1, cycle, thread, index]);
-    let op = |rng: &mut rand::rngs::StdRng, delete_chance: f64| {
-        let key = format!("t{thread}/k{:02}", rng.gen_range(0..KEYS_PER_THREAD)).into_bytes();
-        if rng.gen_bool(delete_chance) {
-            return Op::Delete { key };
-        }
-        let len = match rng.gen_range(0..20) {
-            0 => rng.gen_range(2_000..9_000),
-            1..6 => rng.gen_range(200..2_000),
-            _ => rng.gen_range(0..200),
-        };
-        // The tag makes every version of a key distinct, so a stale one is caught.
-        let mut content = format!("c{cycle}/t{thread}/w{index}/").into_bytes();
-        content.extend(random_bytes(rng, len));
-        let embedding = rng.gen_bool(0.75).then(|| random_embedding(rng, DIM));
-        Op::Put { key, content, embedding }
+    let prefix = format!("t{thread}/");
+    let mix = WriteMix {
+        key_prefix: &prefix,
+        keys: KEYS_PER_THREAD,
+        tag: format!("c{cycle}/t{thread}/w{index}/"),
+        dim: DIM,
+        large: 2_000..9_000,
+        medium: 200..2_000,
+        puts: 10,
+        deletes: 3,
+        batch_max: 6,
+        batch_delete_chance: 0.2,
     };
-    match rng.gen_range(0..20) {
-        0..10 => vec![op(&mut rng, 0.0)],
-        10..13 => vec![op(&mut rng, 1.0)],
-        _ => {
-            let count = rng.gen_range(2..=6);
-            (0..count).map(|_| op(&mut rng, 0.2)).collect()
-        }
-    }
+    random_commit(&mut rng_for(seed, &[1, cycle, thread, index]), &mix)
 }
 
 /// The body of the child process. In a normal test run (no environment variables) it does

@@ -69,6 +69,52 @@ pub fn random_embedding(rng: &mut StdRng, dim: usize) -> Vec<f32> {
     (0..dim).map(|_| rng.gen_range(-4.0f32..4.0)).collect()
 }
 
+/// The mix of writes a crash test's child makes (`random_commit`).
+pub struct WriteMix<'a> {
+    /// Keys are `{key_prefix}k{n:02}`, `n` below `keys`.
+    pub key_prefix: &'a str,
+    pub keys: u64,
+    /// Every content starts with this tag, so a stored value names the write that made it.
+    pub tag: String,
+    pub dim: usize,
+    /// Content lengths: 1 write in 20 from `large`, 5 from `medium`, the rest below 200 B.
+    pub large: std::ops::Range<usize>,
+    pub medium: std::ops::Range<usize>,
+    /// Out of 20: single puts below `puts`, single deletes below `puts + deletes`, the rest
+    /// batches of 2..=`batch_max` writes, each a delete with `batch_delete_chance`.
+    pub puts: i32,
+    pub deletes: i32,
+    pub batch_max: i32,
+    pub batch_delete_chance: f64,
+}
+
+/// One commit of `mix`, drawn from `rng`: a put, a delete, or a batch of puts and deletes.
+pub fn random_commit(rng: &mut StdRng, mix: &WriteMix<'_>) -> Vec<Op> {
+    let op = |rng: &mut StdRng, delete_chance: f64| {
+        let key = format!("{}k{:02}", mix.key_prefix, rng.gen_range(0..mix.keys)).into_bytes();
+        if rng.gen_bool(delete_chance) {
+            return Op::Delete { key };
+        }
+        let len = match rng.gen_range(0..20) {
+            0 => rng.gen_range(mix.large.clone()),
+            1..6 => rng.gen_range(mix.medium.clone()),
+            _ => rng.gen_range(0..200),
+        };
+        let mut content = mix.tag.clone().into_bytes();
+        content.extend(random_bytes(rng, len));
+        let embedding = rng.gen_bool(0.75).then(|| random_embedding(rng, mix.dim));
+        Op::Put { key, content, embedding }
+    };
+    match rng.gen_range(0..20) {
+        n if n < mix.puts => vec![op(rng, 0.0)],
+        n if n < mix.puts + mix.deletes => vec![op(rng, 1.0)],
+        _ => {
+            let count = rng.gen_range(2..=mix.batch_max);
+            (0..count).map(|_| op(rng, mix.batch_delete_chance)).collect()
+        }
+    }
+}
+
 // ---- the model ----------------------------------------------------------------------------
 
 /// What a live key must hold. Embeddings compare bit for bit.
