@@ -2,7 +2,7 @@
 //! them with disjoint key ranges and at most one version per key, so a key is looked up
 //! in at most one segment.
 
-use std::ops::Bound;
+use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
 use super::segment::ColdFile;
@@ -130,19 +130,7 @@ impl ColdSet {
         out: &mut Vec<ColdRow>,
     ) -> Option<Vec<u8>> {
         debug_assert!(limit > 0);
-        let in_range = |key: &[u8]| {
-            let above = match lower {
-                Bound::Included(l) => key >= l,
-                Bound::Excluded(l) => key > l,
-                Bound::Unbounded => true,
-            };
-            let below = match upper {
-                Bound::Included(u) => key <= u,
-                Bound::Excluded(u) => key < u,
-                Bound::Unbounded => true,
-            };
-            above && below
-        };
+        let in_range = |key: &[u8]| (lower, upper).contains(key);
         let mut at = if forward { self.first_at_or_after(lower) } else { self.last_at_or_before(upper) };
         let mut taken = 0;
         while let Some(row) = at {

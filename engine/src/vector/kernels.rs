@@ -184,26 +184,26 @@ fn step<S: Simd, const L2: bool>(simd: S, a: S::f32s, b: S::f32s, acc: S::f32s) 
     }
 }
 
+/// Each of the `N` vectors `vs` as `n` whole SIMD vectors (every one cut to the same `n`,
+/// so the loops over them carry no bounds checks) and the tail shorter than one.
+#[inline(always)]
+fn split<'v, S: Simd, const N: usize>(vs: &[&'v [f32]], n: usize) -> ([&'v [S::f32s]; N], [&'v [f32]; N]) {
+    debug_assert_eq!(vs.len(), N);
+    let (mut body, mut tail): ([&[S::f32s]; N], [&[f32]; N]) = ([&[]; N], [&[]; N]);
+    for i in 0..N {
+        let (whole, rest) = S::as_simd_f32s(vs[i]);
+        (body[i], tail[i]) = (&whole[..n], rest);
+    }
+    (body, tail)
+}
+
 /// The `Q × R` sums of one register block (`qs.len() == Q`, `rs.len() == R`).
 #[inline(always)]
 fn block<S: Simd, const Q: usize, const R: usize, const L2: bool>(simd: S, qs: &[&[f32]], rs: &[&[f32]]) -> [[f32; R]; Q] {
     debug_assert!(qs.len() == Q && rs.len() == R);
-    let (mut q_body, mut q_tail): ([&[S::f32s]; Q], [&[f32]; Q]) = ([&[]; Q], [&[]; Q]);
-    for i in 0..Q {
-        (q_body[i], q_tail[i]) = S::as_simd_f32s(qs[i]);
-    }
-    let (mut r_body, mut r_tail): ([&[S::f32s]; R], [&[f32]; R]) = ([&[]; R], [&[]; R]);
-    for j in 0..R {
-        (r_body[j], r_tail[j]) = S::as_simd_f32s(rs[j]);
-    }
-    // Equal lengths, stated so the loop below carries no bounds checks.
-    let n = q_body[0].len();
-    for body in q_body.iter_mut() {
-        *body = &body[..n];
-    }
-    for body in r_body.iter_mut() {
-        *body = &body[..n];
-    }
+    let n = qs[0].len() / S::F32_LANES;
+    let (q_body, q_tail) = split::<S, Q>(qs, n);
+    let (r_body, r_tail) = split::<S, R>(rs, n);
     let zero = simd.splat_f32s(0.0);
     let mut acc = [[zero; R]; Q];
     for c in 0..n {
@@ -256,14 +256,8 @@ impl WithSimd for Norms<'_> {
 #[allow(clippy::needless_range_loop)] // one index over R streams, as in `block`
 fn squares<S: Simd, const R: usize>(simd: S, rs: &[&[f32]]) -> [f32; R] {
     debug_assert_eq!(rs.len(), R);
-    let (mut body, mut tail): ([&[S::f32s]; R], [&[f32]; R]) = ([&[]; R], [&[]; R]);
-    for j in 0..R {
-        (body[j], tail[j]) = S::as_simd_f32s(rs[j]);
-    }
-    let n = body[0].len();
-    for b in body.iter_mut() {
-        *b = &b[..n];
-    }
+    let n = rs[0].len() / S::F32_LANES;
+    let (body, tail) = split::<S, R>(rs, n);
     let mut acc = [simd.splat_f32s(0.0); R];
     for c in 0..n {
         for j in 0..R {

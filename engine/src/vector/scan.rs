@@ -331,7 +331,6 @@ fn score_index_tile<'q>(queries: &[Query<'q>], keys: &[u8], tile: &mut Vec<Index
             }
         }
     }
-    drop(vectors);
     tile.clear();
 }
 
