@@ -72,10 +72,10 @@ struct Config {
     k: usize,
     seed: u64,
     dir: Option<PathBuf>,
-    /// Records of figure 4's warm and cold databases.
+    /// Records of figures 4 and 5's databases.
     warm_records: usize,
     /// Which figures to measure: `single` (1), `first` (1'), `ceiling` (2), `batch` (3),
-    /// `warm` (4).
+    /// `warm` (4, 4'), `shadow` (5).
     phases: Vec<String>,
 }
 

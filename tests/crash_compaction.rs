@@ -22,7 +22,6 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
@@ -178,17 +177,7 @@ struct Seen {
 }
 
 fn run_child(dir: &Path, spec: &ChildSpec, plan: &Plan, stderr_path: &Path, context: &str) -> Seen {
-    let exe = std::env::current_exe().expect("path of the test binary");
-    let stderr = std::fs::File::create(stderr_path).expect("child stderr file");
-    let mut child = Command::new(exe)
-        .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads", "1"])
-        .env(ENV_DIR, dir)
-        .env(ENV_SPEC, spec.encode())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .expect("spawn the child");
+    let mut child = spawn_child(CHILD_TEST, [(ENV_DIR, dir.as_os_str()), (ENV_SPEC, spec.encode().as_ref())], stderr_path);
     let stdout = child.stdout.take().expect("child stdout");
     let mut seen = Seen::default();
     let mut killed = false;

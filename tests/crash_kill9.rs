@@ -13,7 +13,6 @@ mod crash_support;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
 use crash_support::*;
@@ -140,17 +139,7 @@ fn crash_child_writes_until_killed() {
 /// Runs one child on `dir`, kills it per `plan`, and returns how many writes each thread
 /// acknowledged (every acknowledgement printed before death is read).
 fn run_child(dir: &Path, spec: &ChildSpec, plan: &Plan, stderr_path: &Path, context: &str) -> Vec<u64> {
-    let exe = std::env::current_exe().expect("path of the test binary");
-    let stderr = std::fs::File::create(stderr_path).expect("child stderr file");
-    let mut child = Command::new(exe)
-        .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads", "1"])
-        .env(ENV_DIR, dir)
-        .env(ENV_SPEC, spec.encode())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .expect("spawn the child");
+    let mut child = spawn_child(CHILD_TEST, [(ENV_DIR, dir.as_os_str()), (ENV_SPEC, spec.encode().as_ref())], stderr_path);
     let stdout = child.stdout.take().expect("child stdout");
     let mut acked = vec![0u64; spec.threads as usize];
     let mut killed = false;

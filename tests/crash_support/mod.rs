@@ -59,6 +59,25 @@ fn splitmix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Runs this test binary again as a child doing only `child_test`, with `envs` set, its
+/// stdout piped (the child reports there) and its stderr written to `stderr_path`.
+pub fn spawn_child<'a>(
+    child_test: &str,
+    envs: impl IntoIterator<Item = (&'a str, &'a std::ffi::OsStr)>,
+    stderr_path: &Path,
+) -> std::process::Child {
+    let exe = std::env::current_exe().expect("path of the test binary");
+    let stderr = std::fs::File::create(stderr_path).expect("child stderr file");
+    std::process::Command::new(exe)
+        .args(["--exact", child_test, "--nocapture", "--test-threads", "1"])
+        .envs(envs)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn the child")
+}
+
 pub fn random_bytes(rng: &mut StdRng, len: usize) -> Vec<u8> {
     let mut bytes = vec![0u8; len];
     rng.fill(&mut bytes[..]);
