@@ -130,7 +130,7 @@ impl ColdSet {
         out: &mut Vec<ColdRow>,
     ) -> Option<Vec<u8>> {
         debug_assert!(limit > 0);
-        let in_range = |key: &[u8]| (lower, upper).contains(key);
+        let in_range = |key: &[u8]| RangeBounds::<[u8]>::contains(&(lower, upper), key);
         let mut at = if forward { self.first_at_or_after(lower) } else { self.last_at_or_before(upper) };
         let mut taken = 0;
         while let Some(row) = at {
