@@ -72,6 +72,8 @@ const SEGMENT_3: &str = "0000000000000003.log";
 const PUT: u8 = 1;
 const DELETE: u8 = 2;
 const CLOSE_MARK: u8 = 3;
+/// Format 2: the first record of a commit group that follows an fdatasync.
+const GROUP_MARK: u8 = 4;
 const EMB: u8 = 1 << 0;
 const TTL: u8 = 1 << 1;
 const END: u8 = 1 << 2;
@@ -238,7 +240,7 @@ fn golden_file(file: &str) -> Vec<u8> {
 
 #[test]
 fn golden_db_holds_exactly_the_expected_live_records() {
-    assert_eq!((strata::FORMAT_VERSION_LATEST, strata::FORMAT_VERSION_READ_MIN), (1, 1), "golden v1 is the only version so far");
+    assert_eq!((strata::FORMAT_VERSION_LATEST, strata::FORMAT_VERSION_READ_MIN), (2, 1), "v1 is read, v2 is written");
     let (_temp, dir) = copy_of("db");
     let db = open_at(&dir, READ_CLOCK_MS).unwrap();
     assert_eq!(live_records(&db), expected_live(|_| true), "iter() in key order");
@@ -261,7 +263,7 @@ fn golden_db_holds_exactly_the_expected_live_records() {
 #[test]
 fn golden_db_keeps_sealed_records_warm_and_active_records_hot() {
     let (_temp, dir) = copy_of("db");
-    let db = open_at(&dir, READ_CLOCK_MS).unwrap();
+    let db = Db::open(&dir, options_at(READ_CLOCK_MS).read_only(true)).unwrap();
     assert_eq!(keys_in_tier(&db, Tier::Warm), expected_live(|k| WARM_KEYS.contains(&k)).into_iter().map(|r| r.0).collect::<Vec<_>>());
     assert_eq!(keys_in_tier(&db, Tier::Hot), expected_live(|k| !WARM_KEYS.contains(&k)).into_iter().map(|r| r.0).collect::<Vec<_>>());
     let stats = db.stats();
@@ -271,7 +273,7 @@ fn golden_db_keeps_sealed_records_warm_and_active_records_hot() {
 #[test]
 fn golden_db_passes_verify_with_every_file_and_record_counted() {
     let (_temp, dir) = copy_of("db");
-    let db = open_at(&dir, READ_CLOCK_MS).unwrap();
+    let db = Db::open(&dir, options_at(READ_CLOCK_MS).read_only(true)).unwrap();
     let report = db.verify().unwrap();
     assert_eq!(report.files_checked, 4, "META and three segments");
     assert_eq!(report.records_checked, 9 + 4 + 4, "data records; close marks are not counted");
@@ -312,18 +314,36 @@ fn read_only_open_changes_no_byte() {
     assert_eq!(files_under(&dir), files_under(&golden_root().join("db")));
 }
 
+/// A writable open upgrades a format 1 database before it writes anything of format 2:
+/// `META` says version 2 (so builds that know only format 1 refuse it), the format 1 active
+/// segment is sealed as it is (its bytes kept, a hint block and a format 1 trailer appended),
+/// and new commits go to a format 2 segment. No record changes.
 #[test]
-fn writable_open_and_close_only_appends_a_close_mark_to_the_active_segment() {
+fn writable_open_upgrades_a_v1_database_and_changes_no_record() {
     let (_temp, dir) = copy_of("db");
     let db = open_at(&dir, READ_CLOCK_MS).unwrap();
+    assert_eq!(live_records(&db), expected_live(|_| true));
     db.close().unwrap();
     drop(db);
-    for file in ["META", SEGMENT_1, SEGMENT_2] {
+    let meta = read(&dir, "META");
+    assert_eq!(decode_meta(&meta), 4, "dimension kept");
+    assert_eq!(u32_at(&meta, 8), 2, "META now says format 2");
+    assert_eq!(meta[..8], golden_file("META")[..8]);
+    for file in [SEGMENT_1, SEGMENT_2] {
         assert_eq!(read(&dir, file), golden_file(file), "{file} is never written again");
     }
     let golden = golden_file(SEGMENT_3);
-    let close_mark = &golden[golden.len() - 32..]; // the close mark of seq 14
-    assert_eq!(read(&dir, SEGMENT_3), [&golden[..], close_mark].concat());
+    let sealed = read(&dir, SEGMENT_3);
+    assert_eq!(sealed[..golden.len()], golden[..], "the v1 active segment keeps every byte");
+    let (records, trailer) = decode_segment(&sealed, 3, 4);
+    assert_eq!(records, segment_3_records());
+    let trailer = trailer.expect("sealed at the upgrade");
+    assert_eq!((trailer.records_end, u32_at(&sealed, sealed.len() - 64 + 8)), (golden.len() as u64, 1), "records end, trailer v1");
+    let next = read(&dir, "0000000000000004.log");
+    assert_eq!((u32_at(&next, 8), next.len()), (2, 64 + 40), "a v2 segment with only a close mark");
+    let db = open_at(&dir, READ_CLOCK_MS).unwrap();
+    assert_eq!(live_records(&db), expected_live(|_| true));
+    db.verify().unwrap();
 }
 
 // ---- the golden files through an independent reader of the spec -------------------------
@@ -349,7 +369,7 @@ fn assert_zero(bytes: &[u8], what: &str) {
 fn decode_meta(b: &[u8]) -> u32 {
     assert_eq!(b.len(), 64);
     assert_eq!(&b[0..8], b"STRATADB");
-    assert_eq!(u32_at(b, 8), 1, "format version");
+    assert!([1, 2].contains(&u32_at(b, 8)), "format version");
     assert_zero(&b[16..60], "META reserved bytes");
     assert_eq!(u32_at(b, 60), crc32fast::hash(&b[..60]), "META crc");
     u32_at(b, 12)
@@ -381,16 +401,19 @@ struct HintEntry {
 /// and for a sealed segment the hint block and trailer.
 fn decode_segment(b: &[u8], segment_id: u32, dim: usize) -> (Vec<DecodedRecord>, Option<TrailerFields>) {
     assert_eq!(&b[0..8], b"STRATLOG");
-    assert_eq!((u32_at(b, 8), u32_at(b, 12), u32_at(b, 16), u32_at(b, 20)), (1, 64, segment_id, dim as u32), "header fields");
+    let version = u32_at(b, 8);
+    assert!([1, 2].contains(&version), "segment format version {version}");
+    assert_eq!((u32_at(b, 12), u32_at(b, 16), u32_at(b, 20)), (64, segment_id, dim as u32), "header fields");
     assert_zero(&b[24..60], "header reserved bytes");
     assert_eq!(u32_at(b, 60), crc32fast::hash(&b[..60]), "header crc");
 
-    let trailer = (b.len() >= 128 && &b[b.len() - 64..b.len() - 56] == b"STRATSEG").then(|| decode_trailer(b));
+    let trailer = (b.len() >= 128 && &b[b.len() - 64..b.len() - 56] == b"STRATSEG").then(|| decode_trailer(b, version));
     let records_end = trailer.as_ref().map_or(b.len(), |t| t.records_end as usize);
     let mut records = Vec::new();
     let mut at = 64;
     while at < records_end {
         let record = decode_record(b, at, dim);
+        assert!(record.kind != GROUP_MARK || version == 2, "group marks exist from format 2 on");
         at += record_len(&record, dim);
         records.push(record);
     }
@@ -398,7 +421,7 @@ fn decode_segment(b: &[u8], segment_id: u32, dim: usize) -> (Vec<DecodedRecord>,
     assert_commits(&records);
     if let Some(t) = &trailer {
         let hints = decode_hints(&b[records_end..records_end + t.hint_len as usize]);
-        let data: Vec<&DecodedRecord> = records.iter().filter(|r| r.kind != CLOSE_MARK).collect();
+        let data: Vec<&DecodedRecord> = records.iter().filter(|r| [PUT, DELETE].contains(&r.kind)).collect();
         assert_eq!(hints.len(), data.len());
         assert_eq!(t.records_count, data.len() as u64);
         assert_eq!(t.seq_max, data.iter().map(|r| r.seq).max().unwrap_or(0));
@@ -427,7 +450,7 @@ fn decode_record(b: &[u8], at: usize, dim: usize) -> DecodedRecord {
     assert_eq!(at % 8, 0, "records are 8-aligned");
     let h = &b[at..at + 32];
     let (kind, flags) = (h[4], h[5]);
-    assert!([PUT, DELETE, CLOSE_MARK].contains(&kind), "kind {kind} at {at}");
+    assert!([PUT, DELETE, CLOSE_MARK, GROUP_MARK].contains(&kind), "kind {kind} at {at}");
     assert_eq!(flags & !(EMB | TTL | END), 0, "unknown flags at {at}");
     assert_eq!(u16_at(h, 6), 0, "record reserved bytes at {at}");
     let (key_len, content_len) = (u32_at(h, 8) as usize, u32_at(h, 12) as usize);
@@ -455,7 +478,16 @@ fn decode_record(b: &[u8], at: usize, dim: usize) -> DecodedRecord {
     match kind {
         PUT => assert!(!record.key.is_empty()),
         DELETE => assert!(!record.key.is_empty() && record.content.is_empty() && record.embedding.is_none() && expires_at_ms == 0),
-        _ => assert!(record.key.is_empty() && record.content.is_empty() && record.embedding.is_none() && expires_at_ms == 0),
+        GROUP_MARK => {
+            assert!(record.key.is_empty() && record.content.len() == 8 && flags == 0 && expires_at_ms == 0, "group mark at {at}");
+            let durable_end = u64_at(&record.content, 0);
+            assert!(64 < durable_end && durable_end <= at as u64, "a group mark's durable end lies before it, at {at}");
+        }
+        _ => {
+            // A close mark: no content in format 1, its own offset (8 bytes) in format 2.
+            assert!(record.key.is_empty() && record.embedding.is_none() && expires_at_ms == 0, "close mark at {at}");
+            assert!(record.content.is_empty() || record.content == (at as u64).to_le_bytes(), "close mark content at {at}");
+        }
     }
     record
 }
@@ -466,9 +498,9 @@ fn assert_commits(records: &[DecodedRecord]) {
     let mut last_seq: Option<u64> = None;
     let mut open: Option<u64> = None;
     for r in records {
-        if r.kind == CLOSE_MARK {
-            assert!(open.is_none(), "close mark inside a commit");
-            assert_eq!(Some(r.seq), last_seq, "a close mark repeats the last seq");
+        if r.kind == CLOSE_MARK || r.kind == GROUP_MARK {
+            assert!(open.is_none(), "close or group mark inside a commit");
+            assert_eq!(r.seq, last_seq.unwrap_or(r.seq), "a close or group mark repeats the last seq");
             continue;
         }
         match open {
@@ -481,10 +513,10 @@ fn assert_commits(records: &[DecodedRecord]) {
     assert!(open.is_none(), "every commit is closed by a COMMIT_END record");
 }
 
-fn decode_trailer(b: &[u8]) -> TrailerFields {
+fn decode_trailer(b: &[u8], version: u32) -> TrailerFields {
     let t = &b[b.len() - 64..];
     assert_eq!(&t[0..8], b"STRATSEG");
-    assert_eq!(u32_at(t, 8), 1, "trailer format version");
+    assert_eq!(u32_at(t, 8), version, "the trailer repeats the header's format version");
     assert_eq!(u32_at(t, 12), 0, "trailer reserved bytes 12..16");
     assert_eq!(u64_at(t, 52), 0, "trailer reserved bytes 52..60");
     assert_eq!(u32_at(t, 60), crc32fast::hash(&t[..60]), "trailer crc");
@@ -548,7 +580,7 @@ fn live_records_are_the_newest_version_of_each_key_per_the_spec() {
     // a Delete hides it, an expiry at or before now hides it.
     let mut newest: BTreeMap<Vec<u8>, DecodedRecord> = BTreeMap::new();
     for r in segment_1_records().into_iter().chain(segment_2_records()).chain(segment_3_records()) {
-        if r.kind != CLOSE_MARK && newest.get(&r.key).is_none_or(|old| old.seq <= r.seq) {
+        if [PUT, DELETE].contains(&r.kind) && newest.get(&r.key).is_none_or(|old| old.seq <= r.seq) {
             newest.insert(r.key.clone(), r);
         }
     }
@@ -581,14 +613,14 @@ fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 #[test]
-fn make_golden_reproduces_every_golden_file_byte_for_byte() {
+fn make_golden_reproduces_every_v2_golden_file_byte_for_byte() {
     let temp = tempfile::tempdir().unwrap();
     let db = temp.path().join("db");
     make_golden::write_db(&db).unwrap();
     make_golden::write_variants(&db, &temp.path().join("corrupt")).unwrap();
     for part in ["db", "corrupt"] {
         let fresh = files_under(&temp.path().join(part));
-        let golden = files_under(&golden_root().join(part));
+        let golden = files_under(&golden_root().with_file_name("v2").join(part));
         assert_eq!(fresh.keys().collect::<Vec<_>>(), golden.keys().collect::<Vec<_>>(), "file names under {part}/");
         for (name, bytes) in &golden {
             assert!(fresh[name] == *bytes, "{part}/{name} differs from what today's code writes");
@@ -658,10 +690,10 @@ fn damaged_close_mark_is_cut_as_a_torn_tail_and_loses_no_record() {
     let (_temp, dir, opened) = open_variant("active-close-mark-flip");
     let db = opened.unwrap();
     assert_eq!(live_records(&db), expected_live(|_| true));
-    assert_eq!(read(&dir, SEGMENT_3).len(), 376, "the damaged mark is cut off");
+    let upgraded = read(&dir, SEGMENT_3);
+    assert_eq!(upgraded[..376], golden_file(SEGMENT_3)[..376], "the damaged mark is cut off");
+    assert_eq!(decode_segment(&upgraded, 3, 4).1.map(|t| t.records_end), Some(376), "then the v1 segment is sealed");
     db.close().unwrap();
-    drop(db);
-    assert_eq!(read(&dir, SEGMENT_3), golden_file(SEGMENT_3), "a clean close writes the same mark again");
 }
 
 #[test]
@@ -672,7 +704,9 @@ fn torn_tail_loses_the_whole_last_batch_and_nothing_else() {
     for key in LAST_COMMIT_KEYS {
         assert!(db.get(key).unwrap().is_none(), "{key:?} belonged to the torn batch");
     }
-    assert_eq!(read(&dir, SEGMENT_3), golden_file(SEGMENT_3)[..232], "cut back to the end of the last whole commit");
+    let upgraded = read(&dir, SEGMENT_3);
+    assert_eq!(upgraded[..232], golden_file(SEGMENT_3)[..232], "cut back to the end of the last whole commit");
+    assert_eq!(decode_segment(&upgraded, 3, 4).1.map(|t| t.records_end), Some(232), "then the v1 segment is sealed");
     db.verify().unwrap();
     db.close().unwrap();
     drop(db);
@@ -685,7 +719,8 @@ fn torn_segment_creation_is_removed_and_the_segment_recreated() {
     let (_temp, dir, opened) = open_variant("torn-creation");
     let db = opened.unwrap();
     assert_eq!(live_records(&db), expected_live(|k| !ACTIVE_KEYS.contains(&k)));
-    assert_eq!(read(&dir, SEGMENT_3), golden_file(SEGMENT_3)[..64], "a fresh segment 3 holding only its header");
+    let fresh = read(&dir, SEGMENT_3);
+    assert_eq!((fresh.len(), u32_at(&fresh, 8), u32_at(&fresh, 16)), (64, 2, 3), "a fresh v2 segment 3 holding only its header");
     db.verify().unwrap();
 }
 
@@ -720,9 +755,9 @@ fn newer_format_version_in_any_file_is_unsupported_version() {
         let (_temp, dir) = copy_of("db");
         set_version(&dir, file, from_end, strata::FORMAT_VERSION_LATEST + 1);
         let error = open_at(&dir, READ_CLOCK_MS).unwrap_err();
-        assert_unsupported_version(error, file, 2);
+        assert_unsupported_version(error, file, strata::FORMAT_VERSION_LATEST + 1);
         let error = Db::open(&dir, options_at(READ_CLOCK_MS).read_only(true)).unwrap_err();
-        assert_unsupported_version(error, file, 2);
+        assert_unsupported_version(error, file, strata::FORMAT_VERSION_LATEST + 1);
     }
 }
 
@@ -738,4 +773,122 @@ fn format_version_zero_is_corruption_not_a_guess() {
             other => panic!("expected Corruption in {file}, got {other:?}"),
         }
     }
+}
+
+// ---- format 2: the same database written by today's code (`golden/v2/`) -----------------
+
+fn golden_v2_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("format-spec/golden/v2")
+}
+
+fn golden_v2_file(file: &str) -> Vec<u8> {
+    read(&golden_v2_root().join("db"), file)
+}
+
+/// A temporary copy of `format-spec/golden/v2/<relative>`.
+fn copy_of_v2(relative: &str) -> (TempDir, PathBuf) {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("db");
+    make_golden::copy_dir(&golden_v2_root().join(relative), &dir).unwrap();
+    (temp, dir)
+}
+
+/// The data records without their offsets (format 2 moves them), for comparing with v1's.
+fn without_offsets(records: &[DecodedRecord]) -> Vec<DecodedRecord> {
+    records.iter().filter(|r| [PUT, DELETE].contains(&r.kind)).map(|r| DecodedRecord { offset: 0, ..r.clone() }).collect()
+}
+
+/// Offset of the data record with `key` and `seq` in a decoded segment.
+fn offset_of(records: &[DecodedRecord], key: &[u8], seq: u64) -> u64 {
+    records.iter().find(|r| r.key == key && r.seq == seq).map(|r| r.offset as u64).expect("record present")
+}
+
+/// The v2 golden database holds exactly the records of v1, and every commit group that
+/// followed an fdatasync starts with a group mark whose durable end is the mark's own offset
+/// (under `Durability::Sync` the previous group was synced just before). A commit without a
+/// mark is the first of its segment since that segment was created.
+#[test]
+fn golden_v2_files_decode_per_the_spec_to_the_records_of_v1() {
+    assert_eq!(u32_at(&golden_v2_file("META"), 8), 2, "META format 2");
+    assert_eq!(decode_meta(&golden_v2_file("META")), 4);
+    let expected = [segment_1_records(), segment_2_records(), segment_3_records()];
+    for (i, (file, v1)) in [SEGMENT_1, SEGMENT_2, SEGMENT_3].into_iter().zip(expected).enumerate() {
+        let bytes = golden_v2_file(file);
+        assert_eq!(u32_at(&bytes, 8), 2, "{file}: format 2");
+        let (records, trailer) = decode_segment(&bytes, i as u32 + 1, 4);
+        assert_eq!(without_offsets(&records), without_offsets(&v1), "{file}: the same data records as v1");
+        assert_eq!(trailer.is_some(), i < 2, "{file}: segments 1 and 2 sealed, 3 active");
+        let mut seen_commit = false;
+        for (j, r) in records.iter().enumerate() {
+            if r.kind == GROUP_MARK {
+                assert_eq!(u64_at(&r.content, 0), r.offset as u64, "{file}: mark at {} says everything before it is durable", r.offset);
+            }
+            let starts_commit = [PUT, DELETE].contains(&r.kind)
+                && (j == 0 || records[j - 1].flags & END != 0 || records[j - 1].kind != PUT && records[j - 1].kind != DELETE);
+            if starts_commit {
+                let marked = j > 0 && records[j - 1].kind == GROUP_MARK;
+                assert_eq!(marked, seen_commit, "{file}: commit at {} has a mark iff a synced group precedes it", r.offset);
+                seen_commit = true;
+            }
+            if r.kind == CLOSE_MARK {
+                seen_commit = true; // the next session's first group follows a synced close
+            }
+        }
+    }
+}
+
+#[test]
+fn golden_v2_db_opens_verifies_and_holds_the_expected_records() {
+    let (_temp, dir) = copy_of_v2("db");
+    let db = Db::open(&dir, options_at(READ_CLOCK_MS).read_only(true)).unwrap();
+    assert_eq!(live_records(&db), expected_live(|_| true));
+    assert_eq!(keys_in_tier(&db, Tier::Hot), expected_live(|k| !WARM_KEYS.contains(&k)).into_iter().map(|r| r.0).collect::<Vec<_>>());
+    db.verify().unwrap();
+    drop(db);
+    let db = open_at(&dir, READ_CLOCK_MS).unwrap();
+    assert_eq!(live_records(&db), expected_live(|_| true));
+    assert_eq!(u32_at(&read(&dir, SEGMENT_3), 8), 2, "a v2 active segment is resumed, not sealed");
+    assert_eq!(db.stats().tier(Tier::Hot).segments, 1);
+}
+
+/// The damaged copies of v2 fail (or recover) as those of v1 do, at v2's offsets.
+#[test]
+fn golden_v2_damaged_copies_fail_or_recover_as_documented() {
+    let segment_1 = decode_segment(&golden_v2_file(SEGMENT_1), 1, 4).0;
+    let (segment_3, _) = decode_segment(&golden_v2_file(SEGMENT_3), 3, 4);
+    let open_v2 = |name: &str| {
+        let (temp, dir) = copy_of_v2(&format!("corrupt/{name}"));
+        let opened = open_at(&dir, READ_CLOCK_MS);
+        (temp, dir, opened)
+    };
+    assert_corruption(open_v2("meta-flip").2.unwrap_err(), "META", 60);
+    assert_corruption(open_v2("meta-missing").2.unwrap_err(), "META", 0);
+    let db = open_v2("sealed-record-flip").2.unwrap();
+    assert_corruption(db.get(b"ttl/far").unwrap_err(), SEGMENT_1, offset_of(&segment_1, b"ttl/far", 5));
+    let segment_2_records_end = decode_segment(&golden_v2_file(SEGMENT_2), 2, 4).1.unwrap().records_end;
+    assert_corruption(open_v2("sealed-hint-flip").2.unwrap_err(), SEGMENT_2, segment_2_records_end);
+    let segment_1_len = golden_v2_file(SEGMENT_1).len() as u64;
+    assert_corruption(open_v2("sealed-trailer-flip").2.unwrap_err(), SEGMENT_1, segment_1_len - 64 + 60);
+    let (_t, dir, opened) = open_v2("active-middle-record-flip");
+    assert_corruption(opened.unwrap_err(), SEGMENT_3, offset_of(&segment_3, b"zeta", 13));
+    assert_eq!(read(&dir, SEGMENT_3).len(), golden_v2_file(SEGMENT_3).len(), "nothing is truncated");
+    let (_t, _dir, opened) = open_v2("active-last-record-flip");
+    assert_corruption(opened.unwrap_err(), SEGMENT_3, offset_of(&segment_3, b"omega/2", 14));
+
+    let close_at = segment_3.iter().find(|r| r.kind == CLOSE_MARK).unwrap().offset;
+    let (_t, dir, opened) = open_v2("active-close-mark-flip");
+    let db = opened.unwrap();
+    assert_eq!(live_records(&db), expected_live(|_| true));
+    assert_eq!(read(&dir, SEGMENT_3).len(), close_at, "the damaged mark is cut off");
+    drop(db);
+
+    let last_group_at = segment_3.iter().rev().find(|r| r.kind == GROUP_MARK).unwrap().offset;
+    let (_t, dir, opened) = open_v2("active-torn-tail");
+    let db = opened.unwrap();
+    assert_eq!(live_records(&db), expected_live(|k| !LAST_COMMIT_KEYS.contains(&k)));
+    assert_eq!(read(&dir, SEGMENT_3), golden_v2_file(SEGMENT_3)[..last_group_at], "cut back to the end of the last whole commit");
+    drop(db);
+
+    let (_t, _dir, opened) = open_v2("torn-creation");
+    assert_eq!(live_records(&opened.unwrap()), expected_live(|k| !ACTIVE_KEYS.contains(&k)));
 }

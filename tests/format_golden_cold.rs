@@ -324,25 +324,37 @@ fn read_only_open_changes_no_byte() {
     assert_eq!(files_under(&dir), files_under(&golden_dir()));
 }
 
+/// A writable open upgrades the format 1 database: `META` says format 2, the format 1
+/// active segment 4 is sealed with every byte kept, new commits go to a format 2 segment 5;
+/// the MANIFEST and the cold segments are never written again and no record changes.
 #[test]
-fn writable_open_and_close_only_appends_a_close_mark_to_the_active_segment() {
+fn writable_open_upgrades_the_v1_database_and_writes_no_cold_file() {
     let (_temp, dir) = copy_of(&golden_dir());
     let db = Db::open(&dir, options_at(READ_CLOCK_MS)).unwrap();
     assert_eq!(db.stats().orphans_removed, 0);
+    let before: Vec<_> =
+        db.iter().map(|r| r.map(|r| (r.key().to_vec(), r.content().to_vec(), r.seq()))).collect::<strata::Result<_>>().unwrap();
     db.close().unwrap();
     drop(db);
     let mut after = files_under(&dir);
     after.remove("LOCK");
     let golden = files_under(&golden_dir());
-    assert_eq!(after.keys().collect::<Vec<_>>(), golden.keys().collect::<Vec<_>>());
     for (name, bytes) in &golden {
-        if name != SEGMENT_4 {
-            assert!(after[name] == *bytes, "{name} is never written again");
+        match name.as_str() {
+            "META" => assert_eq!(u32::from_le_bytes(after[name][8..12].try_into().unwrap()), 2, "META says format 2"),
+            SEGMENT_4 => {
+                assert!(after[name].starts_with(bytes) && after[name].len() > bytes.len(), "segment 4 keeps its bytes and is sealed")
+            }
+            _ => assert!(after[name] == *bytes, "{name} is never written again"),
         }
     }
-    let active = &golden[SEGMENT_4];
-    let close_mark = &active[active.len() - 32..];
-    assert_eq!(after[SEGMENT_4], [&active[..], close_mark].concat(), "the close mark of seq 172 again");
+    let next = &after["0000000000000005.log"];
+    assert_eq!((u32::from_le_bytes(next[8..12].try_into().unwrap()), next.len()), (2, 64 + 40), "a v2 segment with a close mark");
+    let db = Db::open(&dir, read_only_at(READ_CLOCK_MS)).unwrap();
+    let reread: Vec<_> =
+        db.iter().map(|r| r.map(|r| (r.key().to_vec(), r.content().to_vec(), r.seq()))).collect::<strata::Result<_>>().unwrap();
+    assert_eq!(reread, before);
+    db.verify().unwrap();
 }
 
 #[test]
@@ -863,11 +875,12 @@ fn cold_segments_expose_the_columns_the_spec_decodes() {
 // ---- reproducibility -----------------------------------------------------------------------
 
 #[test]
-fn make_golden_reproduces_db_cold_byte_for_byte() {
+fn make_golden_reproduces_v2_db_cold_byte_for_byte() {
     let temp = tempfile::tempdir().unwrap();
     let fresh = temp.path().join("db-cold");
     make_golden::write_cold_db(&fresh).unwrap();
-    let (fresh, golden) = (files_under(&fresh), files_under(&golden_dir()));
+    let v2 = golden_dir().parent().and_then(|p| p.parent()).map(|p| p.join("v2/db-cold")).unwrap();
+    let (fresh, golden) = (files_under(&fresh), files_under(&v2));
     assert_eq!(fresh.keys().collect::<Vec<_>>(), golden.keys().collect::<Vec<_>>(), "file names");
     for (name, bytes) in &golden {
         assert!(fresh[name] == *bytes, "db-cold/{name} differs from what today's code writes");
@@ -1236,7 +1249,7 @@ fn an_unlisted_log_segment_above_the_floor_is_live_and_one_below_is_an_orphan() 
     assert_eq!(db.iter().map(|r| seen(&r.unwrap())).collect::<Vec<_>>(), without_hot, "the hot writes are gone, nothing else");
     assert_eq!(db.get(b"beta").unwrap().map(|r| seen(&r)), Some(expected(&row_of(b"beta"))), "the cold beta again");
     drop(db);
-    assert_eq!(std::fs::read(dir.join(SEGMENT_4)).unwrap().len(), 64 + 32, "a new active segment 4: header, close mark");
+    assert_eq!(std::fs::read(dir.join(SEGMENT_4)).unwrap().len(), 64 + 40, "a new (format 2) active segment 4: header, close mark");
 }
 
 #[test]

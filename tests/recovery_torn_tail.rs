@@ -28,16 +28,16 @@ enum Tail {
     Batch,
 }
 
-/// One of the last commits of an image: where its records lie and the state after it.
+/// One of the last commits of an image: where its group starts (its group mark, when the
+/// group follows an fdatasync — format 2), where its records lie, and the state after it.
 struct Commit {
+    group_start: u64,
+    mark: Option<Range<u64>>,
     records: Vec<Range<u64>>,
     model_after: Model,
 }
 
 impl Commit {
-    fn start(&self) -> u64 {
-        self.records[0].start
-    }
     fn end(&self) -> u64 {
         self.records[self.records.len() - 1].end
     }
@@ -55,8 +55,9 @@ struct CrashImage {
 }
 
 impl CrashImage {
+    /// Where the first of the last commits' groups starts (the end of the commit before).
     fn start(&self) -> u64 {
-        self.commits[0].start()
+        self.commits[0].group_start
     }
 
     /// What recovery must keep when the active segment is cut at `cut`: the state after the
@@ -72,7 +73,7 @@ impl CrashImage {
     /// The commit and record that hold byte `at`.
     fn record_at(&self, at: u64) -> (usize, Range<u64>) {
         for (i, commit) in self.commits.iter().enumerate() {
-            if let Some(record) = commit.records.iter().find(|r| r.contains(&at)) {
+            if let Some(record) = commit.records.iter().chain(&commit.mark).find(|r| r.contains(&at)) {
                 return (i, record.clone());
             }
         }
@@ -163,13 +164,16 @@ fn build(tail: Tail, seed: u64, clean_close: bool) -> CrashImage {
     let model_before = model.clone();
     let mut commits = Vec::new();
     for ops in tail_commits(tail, &mut rng) {
-        let start = file_len(&active_path);
+        let group_start = file_len(&active_path);
         commit(&db, &mut model, ops.clone());
         db.sync().expect("sync");
-        let records = record_ranges(&ops, start);
         let end = file_len(&active_path);
-        assert_eq!(records[records.len() - 1].end, end, "the record layout computed by the test matches the file");
-        commits.push(Commit { records, model_after: model.clone() });
+        let records_len = record_ranges(&ops, 0).last().map_or(0, |r| r.end);
+        let records = record_ranges(&ops, end - records_len);
+        let mark = (records[0].start > group_start).then(|| group_start..records[0].start);
+        assert!(mark.as_ref().is_none_or(|m| m.end - m.start == GROUP_MARK_LEN), "the record layout computed by the test matches the file");
+        assert!(mark.is_some(), "every tail commit follows an fdatasync, so its group starts with a group mark");
+        commits.push(Commit { group_start, mark, records, model_after: model.clone() });
     }
     if clean_close {
         db.close().expect("close");
@@ -234,12 +238,12 @@ fn bits_to_flip(seed: u64, at: u64, in_header: bool) -> Vec<u8> {
 }
 
 #[test]
-fn a_flipped_bit_is_a_torn_tail_only_in_the_last_record_and_corruption_elsewhere() {
-    let seed = test_seed("a_flipped_bit_is_a_torn_tail_only_in_the_last_record_and_corruption_elsewhere");
+fn a_flipped_bit_is_an_unsynced_tail_only_in_the_last_group_and_corruption_elsewhere() {
+    let seed = test_seed("a_flipped_bit_is_an_unsynced_tail_only_in_the_last_group_and_corruption_elsewhere");
     let temp = tempfile::tempdir().expect("temp dir");
     for tail in [Tail::Single, Tail::Batch] {
         let image = build(tail, seed, false);
-        let last = image.last_record();
+        let last_group = image.commits.len() - 1;
         let (dir, active) = image.lay_down(temp.path(), &format!("{tail:?}"));
         for at in image.start()..image.len {
             let (commit_index, record) = image.record_at(at);
@@ -249,12 +253,13 @@ fn a_flipped_bit_is_a_torn_tail_only_in_the_last_record_and_corruption_elsewhere
                 xor_byte(&active, at, 1 << bit);
                 let damaged = std::fs::read(&active).expect("read");
                 let result = Db::open(&dir, options());
-                if record == last {
-                    // Nothing valid follows the damage: a torn tail. Its commit goes, whole.
-                    let db = result.unwrap_or_else(|e| panic!("{context}: a damaged last record must read as a torn tail: {e}"));
+                if commit_index == last_group {
+                    // No later group mark says these bytes were durable: the in-flight group of
+                    // a crash, cut. Its commit goes, whole.
+                    let db = result.unwrap_or_else(|e| panic!("{context}: damage in the last group must read as an unsynced tail: {e}"));
                     let commit = &image.commits[commit_index];
                     let expected = if commit_index == 0 { &image.model_before } else { &image.commits[commit_index - 1].model_after };
-                    assert_eq!(file_len(&active), commit.start(), "{context}: cut back to the last whole commit");
+                    assert_eq!(file_len(&active), commit.group_start, "{context}: cut back to the last whole commit");
                     check_db(&db, expected).unwrap_or_else(|e| panic!("{context}: {e}"));
                     db.verify().unwrap_or_else(|e| panic!("{context}: verify: {e}"));
                 } else {

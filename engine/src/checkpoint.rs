@@ -2,6 +2,11 @@
 //! Sealed and cold segments are hard-linked (they never change) or copied, and the copy
 //! gets its own `MANIFEST`; the active segment is
 //! copied up to the last published commit and closed with a clean-close mark.
+//!
+//! The copy is built in a temporary sibling directory (`.{name}.checkpoint-{pid}-{n}`) and
+//! renamed to `dest` only once every file and the directory are durable: a checkpoint that
+//! fails, or a crash during one, never leaves anything at `dest` that opens as a database.
+//! A failed checkpoint removes its temporary directory (it holds only copies and links).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -10,7 +15,8 @@ use std::path::Path;
 use crate::cold::layout::cold_file_name;
 use crate::db::{PublishedState, Shared};
 use crate::io::fs;
-use crate::log::record::{self, RecordFields, RecordKind};
+use crate::log::header::SegmentHeader;
+use crate::log::record;
 use crate::segments::SegmentRef;
 use crate::{Error, Result};
 
@@ -18,8 +24,35 @@ pub(crate) fn checkpoint(shared: &Shared, dest: &Path) -> Result<()> {
     if dest.exists() {
         return Err(Error::invalid("dest", format!("{} already exists; a checkpoint needs a new directory", dest.display())));
     }
-    let PublishedState { table, hot_end, last_seq, mut manifest } = shared.published_state()?;
-    std::fs::create_dir(dest).map_err(|e| Error::io_at(dest, "create checkpoint directory", e))?;
+    let name = dest.file_name().ok_or_else(|| Error::invalid("dest", format!("{} has no file name", dest.display())))?;
+    let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let state = shared.published_state()?;
+    let temp = parent.join(temp_name(name));
+    std::fs::create_dir(&temp).map_err(|e| Error::io_at(&temp, "create checkpoint directory", e))?;
+    let built = build(shared, state, &temp).and_then(|()| {
+        std::fs::rename(&temp, dest).map_err(|e| Error::io_at(dest, "rename the finished checkpoint to", e))?;
+        fs::sync_dir(parent)
+    });
+    if built.is_err() && temp.exists() {
+        // Only copies and hard links of immutable files: removing them loses nothing.
+        let _ = std::fs::remove_dir_all(&temp);
+    }
+    built
+}
+
+/// A name for the temporary directory, unique within this process and across processes.
+fn temp_name(name: &std::ffi::OsStr) -> std::ffi::OsString {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut temp = std::ffi::OsString::from(".");
+    temp.push(name);
+    temp.push(format!(".checkpoint-{}-{n}", std::process::id()));
+    temp
+}
+
+/// Fills `dest` (an empty directory) with the copy, every file and the directory fsynced.
+fn build(shared: &Shared, state: PublishedState, dest: &Path) -> Result<()> {
+    let PublishedState { table, hot_end, last_seq, mut manifest } = state;
     copy_file(&shared.dir.join(crate::meta::META_FILE_NAME), &dest.join(crate::meta::META_FILE_NAME), None)?;
     for cold in &table.cold.segments {
         let name = cold_file_name(cold.cold_id);
@@ -41,18 +74,16 @@ pub(crate) fn checkpoint(shared: &Shared, dest: &Path) -> Result<()> {
             SegmentRef::Hot(_) => {
                 let end = hot_end.unwrap_or(crate::log::header::SEGMENT_HEADER_LEN as u64);
                 let mut file = copy_file(&from, &to, Some(end))?;
-                let fields = RecordFields { kind: RecordKind::CloseMark, key: &[], content: &[], embedding: None, expires_at_ms: 0 };
-                let mark = record::encode_one(&fields, last_seq, true);
+                let mut header = [0u8; crate::log::header::SEGMENT_HEADER_LEN];
+                let read = fs::open_read(&to)?.read_exact(&mut header).map_err(|e| Error::io_at(&to, "read the header of", e));
+                let header = read.and_then(|()| SegmentHeader::decode(&header, &to))?;
+                let mark = record::encode_close_mark(last_seq, header.has_group_marks().then_some(end));
                 file.write_all(mark.bytes()).map_err(|e| Error::io_at(&to, "write", e))?;
                 fs::sync_data(&file, &to)?;
             }
         }
     }
-    fs::sync_dir(dest)?;
-    if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::sync_dir(parent)?;
-    }
-    Ok(())
+    fs::sync_dir(dest)
 }
 
 /// Hard-links an immutable file into the checkpoint, or copies it across file systems.

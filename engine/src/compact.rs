@@ -97,7 +97,7 @@ struct WarmVersion<'a> {
 }
 
 pub(crate) fn compact(shared: &Shared) -> Result<()> {
-    let _one_at_a_time = shared.compaction.lock().unwrap_or_else(|p| p.into_inner());
+    let _one_at_a_time = shared.lock_or_poison(&shared.compaction);
     shared.check_writable()?;
     shared.finish_retirements();
     let table = shared.segments.load_full();
@@ -119,7 +119,7 @@ pub(crate) fn compact(shared: &Shared) -> Result<()> {
 
     // Write the new segments: runs of rows up to `cold_segment_bytes_max` bytes each, cut
     // where a kept segment's key range lies, so that key ranges stay disjoint.
-    let mut manifest = shared.manifest.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut manifest = shared.lock_or_poison(&shared.manifest).clone();
     let mut next_cold_id = manifest.next_cold_id;
     let mut written: Vec<(ColdEntry, Arc<ColdFile>)> =
         keep.iter().map(|f| (ColdEntry { cold_id: f.cold_id, rows: f.rows() as u64, file_len: f.file_len() }, f.clone())).collect();
@@ -173,7 +173,7 @@ pub(crate) fn compact(shared: &Shared) -> Result<()> {
         next.retired.extend(warm_ids.iter().copied());
         next.cold = new_cold;
         shared.segments.store(Arc::new(next));
-        *shared.manifest.lock().unwrap_or_else(|p| p.into_inner()) = manifest;
+        *shared.lock_or_poison(&shared.manifest) = manifest;
     }
     let mut files: Vec<PathBuf> = warm.iter().map(|s| s.path.clone()).collect();
     files.extend(rewrite.iter().map(|s| s.path.clone()));
@@ -182,7 +182,7 @@ pub(crate) fn compact(shared: &Shared) -> Result<()> {
     let retirement = Retirement { replaced_cold: table.cold.clone(), seq_max, log_ids: warm_ids, files };
     drop(table);
     drop(warm);
-    shared.retirements.lock().unwrap_or_else(|p| p.into_inner()).push(retirement);
+    shared.lock_or_poison(&shared.retirements).push(retirement);
     shared.retirement_pending.store(true, std::sync::atomic::Ordering::Release);
     shared.finish_retirements();
     Ok(())

@@ -108,8 +108,34 @@ impl Shared {
         }
     }
 
+    /// The writer slot. A panic while it was held (a bug in strata) may have left a
+    /// partial commit in the active segment's buffer or file: the writer is dropped (it
+    /// writes nothing on drop) and the handle poisoned, never written through again.
     pub(crate) fn writer(&self) -> MutexGuard<'_, Option<ActiveSegment>> {
-        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+        match self.writer.lock() {
+            Ok(slot) => slot,
+            Err(poisoned) => {
+                let mut slot = poisoned.into_inner();
+                if slot.take().is_some() {
+                    self.queue.poison("a panic while writing the log".into());
+                }
+                self.writer.clear_poison();
+                slot
+            }
+        }
+    }
+
+    /// Locks `mutex`; a panic while it was held (a bug in strata) poisons the handle — later
+    /// writes fail with `Error::Poisoned`, reads go on — instead of being ignored.
+    pub(crate) fn lock_or_poison<'a, T>(&self, mutex: &'a Mutex<T>) -> MutexGuard<'a, T> {
+        match mutex.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => {
+                self.queue.poison("a panic while holding an engine lock".into());
+                mutex.clear_poison();
+                poisoned.into_inner()
+            }
+        }
     }
 
     pub(crate) fn now_ms(&self) -> u64 {
@@ -140,14 +166,19 @@ impl Shared {
     pub(crate) fn published_state(&self) -> Result<PublishedState> {
         let mut slot = self.writer();
         if let Some(writer) = slot.as_mut() {
-            writer.flush()?;
+            if let Err(e) = writer.flush() {
+                // Part of the buffer may have reached the file: never write behind it.
+                *slot = None;
+                self.queue.poison(e.to_string());
+                return Err(e);
+            }
         }
         let table = self.segments.load_full();
         let hot_end = table.segments.values().find_map(|s| match s {
             SegmentRef::Hot(hot) => Some(hot.end()),
             SegmentRef::Sealed(_) => None,
         });
-        let manifest = self.manifest.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let manifest = self.lock_or_poison(&self.manifest).clone();
         Ok(PublishedState { table, hot_end, last_seq: self.visible_seq.load(Ordering::Acquire), manifest })
     }
 
@@ -164,7 +195,7 @@ impl Shared {
             return;
         }
         // Held until the index entries are gone, so retirements finish one after another.
-        let mut pending = self.retirements.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = self.lock_or_poison(&self.retirements);
         let oldest_pin = self.snapshots.oldest();
         // In compaction order, and only a ready prefix: the index entries of an older
         // compaction hold older versions, and must never outlive those of a newer one (they
@@ -231,7 +262,9 @@ impl Shared {
             self.queue.finish_group(0, 0, Ok(()));
             return;
         };
+        let turn = LeaderTurn { queue: &self.queue, first_seq: first, finished: false };
         let outcome = self.write_group(&mut group).map_err(|e| e.to_string());
+        turn.finish();
         let last = group.last().map_or(first, |c| c.seq);
         match outcome {
             Ok(superseding) => {
@@ -249,6 +282,8 @@ impl Shared {
     /// version of their key — the only ones pruning needs to look at.
     fn write_group(&self, group: &mut Vec<PendingCommit>) -> Result<Vec<(usize, usize)>> {
         let mut slot = self.writer();
+        #[cfg(feature = "test-hooks")]
+        crate::io::fs::faults::panic_if_armed(&self.dir);
         let placed = match self.append_group(&mut slot, group) {
             Ok(placed) => placed,
             Err(e) => {
@@ -276,7 +311,10 @@ impl Shared {
     /// share it (at most `LATE_JOIN_ROUNDS` times). Returns where each commit landed.
     fn append_group(&self, slot: &mut Option<ActiveSegment>, group: &mut Vec<PendingCommit>) -> Result<Vec<(u32, u32)>> {
         let mut placed = Vec::with_capacity(group.len());
-        let mut previous_writers = self.previous_group_writers.lock().unwrap_or_else(|p| p.into_inner());
+        let first_seq = group.first().map_or(0, |c| c.seq);
+        debug_assert_eq!(first_seq.checked_sub(1), Some(self.visible_seq.load(Ordering::Acquire)), "seqs are consecutive");
+        slot.as_mut().ok_or_else(lost_writer)?.begin_group(first_seq.saturating_sub(1))?;
+        let mut previous_writers = self.lock_or_poison(&self.previous_group_writers);
         for round in 0..=LATE_JOIN_ROUNDS {
             if round > 0 {
                 let late = self.take_late_joiners(group, &previous_writers);
@@ -361,7 +399,7 @@ impl Shared {
                 }
             }
         }
-        let mut state = self.deferred_prune.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.lock_or_poison(&self.deferred_prune);
         let releases = self.snapshots.releases();
         // Retry deferred keys: all of them when a snapshot went away, else a few per group
         // (a version kept because a concurrent leader published past the pins frees soon).
@@ -381,7 +419,7 @@ impl Shared {
 
     fn close(&self) -> Result<()> {
         // A running compaction finishes first: it must not publish after the lock is released.
-        let _no_compaction = self.compaction.lock().unwrap_or_else(|p| p.into_inner());
+        let _no_compaction = self.lock_or_poison(&self.compaction);
         // Best effort: what cannot be retired now is removed as orphans by the next open.
         self.finish_retirements();
         self.queue.close();
@@ -395,7 +433,7 @@ impl Shared {
                 result = writer.write_close_mark(self.visible_seq.load(Ordering::Acquire));
             }
         }
-        *self.lock.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.lock_or_poison(&self.lock) = None;
         result
     }
 
@@ -404,6 +442,30 @@ impl Shared {
             return Err(Error::ReadOnly);
         }
         self.queue.check_open()
+    }
+}
+
+/// A leader's turn in progress. If the leader's thread unwinds (a panic: a bug in strata)
+/// before the turn is finished, dropping this abandons the group: the handle is poisoned and
+/// every waiting writer woken, instead of waiting forever for a leader that is gone.
+struct LeaderTurn<'a> {
+    queue: &'a CommitQueue,
+    first_seq: u64,
+    finished: bool,
+}
+
+impl LeaderTurn<'_> {
+    /// The group was written (or failed with an error): the caller ends the turn itself.
+    fn finish(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for LeaderTurn<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.queue.abandon_group(self.first_seq, "a panic in the group-commit leader".into());
+        }
     }
 }
 

@@ -2,8 +2,11 @@
 //! The byte layouts themselves live next to their encoders (`log/record.rs`,
 //! `log/trailer.rs`, `meta.rs`) and are specified in `format-spec/`.
 
-/// The format version this build writes.
-pub const FORMAT_VERSION_LATEST: u32 = 1;
+/// The format version this build writes: the database version in `META` and the version of
+/// every log segment it creates. Version 2 added the group mark to log segments (recovery
+/// tells an unsynced tail from durable data) and made `META` the database's version, so a
+/// build that does not know a feature refuses the whole database instead of ignoring it.
+pub const FORMAT_VERSION_LATEST: u32 = 2;
 /// The oldest format version this build reads.
 pub const FORMAT_VERSION_READ_MIN: u32 = 1;
 
@@ -36,17 +39,18 @@ pub(crate) fn crc32(bytes: &[u8]) -> u32 {
     crc32fast::hash(bytes)
 }
 
-/// Checks a version read from disk against what this build reads.
+/// Checks a version read from disk against what this build reads (`META`, log segment headers).
 pub(crate) fn check_version(path: &std::path::Path, found: u32) -> crate::Result<()> {
-    if (FORMAT_VERSION_READ_MIN..=FORMAT_VERSION_LATEST).contains(&found) {
+    check_version_up_to(path, found, FORMAT_VERSION_LATEST)
+}
+
+/// Checks a version of a structure whose newest version this build knows is `latest`.
+pub(crate) fn check_version_up_to(path: &std::path::Path, found: u32, latest: u32) -> crate::Result<()> {
+    debug_assert!(latest <= FORMAT_VERSION_LATEST);
+    if (FORMAT_VERSION_READ_MIN..=latest).contains(&found) {
         Ok(())
-    } else if found > FORMAT_VERSION_LATEST {
-        Err(crate::Error::UnsupportedVersion {
-            path: path.to_path_buf(),
-            found,
-            read_min: FORMAT_VERSION_READ_MIN,
-            latest: FORMAT_VERSION_LATEST,
-        })
+    } else if found > latest {
+        Err(crate::Error::UnsupportedVersion { path: path.to_path_buf(), found, read_min: FORMAT_VERSION_READ_MIN, latest })
     } else {
         Err(crate::Error::corruption(path, 0, format!("format version {found} was never written by strata")))
     }

@@ -39,7 +39,7 @@ pub(crate) struct Version {
 
 impl From<RecordKind> for VersionKind {
     fn from(kind: RecordKind) -> Self {
-        debug_assert!(kind != RecordKind::CloseMark, "close marks are never indexed");
+        debug_assert!(matches!(kind, RecordKind::Put | RecordKind::Delete), "marks are never indexed");
         if kind == RecordKind::Delete {
             VersionKind::Delete
         } else {

@@ -46,7 +46,7 @@ pub use {arrow_array, arrow_schema};
 /// Hooks for the project's own tests (feature `test-hooks`); not part of the API.
 #[cfg(feature = "test-hooks")]
 pub mod test_hooks {
-    pub use crate::io::fs::faults::fail_syncs_in;
+    pub use crate::io::fs::faults::{fail_syncs_in, panic_next_leader_in};
 }
 
 /// Offline repair: salvage every intact record (the cold-tier issue builds it).

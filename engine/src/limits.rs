@@ -29,6 +29,11 @@ pub const COLD_SEGMENT_BYTES_DEFAULT: u64 = 1024 * 1024 * 1024;
 /// Largest segment id; ids are written as 16 hex digits in file names.
 pub const SEGMENT_ID_MAX: u64 = u32::MAX as u64;
 
+/// Largest commit sequence number. A record, trailer, MANIFEST or cold row claiming a larger
+/// seq is corrupt (so `last_seq + 1` can never overflow); a handle that would assign a
+/// larger one refuses the write. At a million commits per second it lasts 292 000 years.
+pub const SEQ_MAX: u64 = i64::MAX as u64;
+
 /// Logical bytes of one record: key + content + embedding bytes.
 pub const MAX_RECORD_LOGICAL_BYTES: usize = MAX_KEY_LEN + MAX_CONTENT_LEN + MAX_EMBEDDING_DIM * 4;
 

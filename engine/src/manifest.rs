@@ -130,6 +130,9 @@ impl Manifest {
             cold: Vec::with_capacity(cold_count),
             logs: Vec::with_capacity(log_count),
         };
+        if manifest.seq_max > crate::limits::SEQ_MAX {
+            return Err(Error::corruption(path, SEQ_MAX_AT as u64, "MANIFEST seq_max beyond SEQ_MAX"));
+        }
         let mut at = HEADER_LEN;
         for _ in 0..cold_count {
             let entry = ColdEntry { cold_id: get_u64(bytes, at), rows: get_u64(bytes, at + 8), file_len: get_u64(bytes, at + 16) };

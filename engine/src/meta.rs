@@ -5,7 +5,9 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::format::{check_version, crc32, get_u32, put_u32, FORMAT_VERSION_LATEST};
+#[cfg(test)]
+use crate::format::FORMAT_VERSION_LATEST;
+use crate::format::{check_version, crc32, get_u32, put_u32};
 use crate::io::fs;
 use crate::{Error, Result};
 
@@ -24,6 +26,11 @@ const _: () = assert!(RESERVED_AT <= CRC_AT);
 /// The decoded `META` file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Meta {
+    /// The database's format version: the newest format any of its files may use. A build
+    /// whose `FORMAT_VERSION_LATEST` is older refuses the whole database (`UnsupportedVersion`)
+    /// instead of ignoring what it does not know. A writable open raises it to this build's
+    /// latest before it writes any file of that format.
+    pub(crate) version: u32,
     /// 0 = records carry no embedding.
     pub(crate) embedding_dim: u32,
 }
@@ -32,7 +39,7 @@ impl Meta {
     pub(crate) fn encode(&self) -> [u8; META_LEN] {
         let mut buf = [0u8; META_LEN];
         buf[MAGIC_AT..MAGIC_AT + 8].copy_from_slice(&MAGIC);
-        put_u32(&mut buf, VERSION_AT, FORMAT_VERSION_LATEST);
+        put_u32(&mut buf, VERSION_AT, self.version);
         put_u32(&mut buf, EMBEDDING_DIM_AT, self.embedding_dim);
         let crc = crc32(&buf[..CRC_AT]);
         put_u32(&mut buf, CRC_AT, crc);
@@ -49,7 +56,8 @@ impl Meta {
         if crc32(&bytes[..CRC_AT]) != get_u32(bytes, CRC_AT) {
             return Err(Error::corruption(path, CRC_AT as u64, "META checksum mismatch"));
         }
-        check_version(path, get_u32(bytes, VERSION_AT))?;
+        let version = get_u32(bytes, VERSION_AT);
+        check_version(path, version)?;
         if bytes[RESERVED_AT..CRC_AT].iter().any(|&b| b != 0) {
             return Err(Error::corruption(path, RESERVED_AT as u64, "reserved META bytes are not zero"));
         }
@@ -57,7 +65,7 @@ impl Meta {
         if embedding_dim as usize > crate::limits::MAX_EMBEDDING_DIM {
             return Err(Error::corruption(path, EMBEDDING_DIM_AT as u64, "embedding dimension beyond MAX_EMBEDDING_DIM"));
         }
-        Ok(Meta { embedding_dim })
+        Ok(Meta { version, embedding_dim })
     }
 
     /// Reads `dir/META`; `Ok(None)` when it does not exist.
@@ -90,7 +98,7 @@ mod tests {
 
     #[test]
     fn meta_round_trips_and_rejects_every_flipped_bit() {
-        let meta = Meta { embedding_dim: 768 };
+        let meta = Meta { version: FORMAT_VERSION_LATEST, embedding_dim: 768 };
         let bytes = meta.encode();
         assert_eq!(Meta::decode(&bytes, Path::new("META")).unwrap(), meta);
         for bit in 0..META_LEN * 8 {

@@ -9,6 +9,7 @@ use crate::cold::layout::{cold_file_name, parse_cold_file_name};
 use crate::cold::segment::ColdFile;
 use crate::cold::set::ColdSet;
 use crate::db::{Db, Shared, SharedParts};
+use crate::format::FORMAT_VERSION_LATEST;
 use crate::index::{Index, Version};
 use crate::io::aligned::{AlignedBytes, AlignedVec};
 use crate::io::fs::{self, DirLock};
@@ -46,6 +47,10 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Db> {
     last_seq = last_seq.max(manifest.seq_max);
     // Only once everything live has been validated: a failing open changes nothing.
     let orphans_removed = if options.read_only { 0 } else { remove_orphans(dir, &live.orphans)? };
+    if !options.read_only && meta.version < FORMAT_VERSION_LATEST {
+        // Before this build writes a file of its format: older builds must refuse from now on.
+        Meta { version: FORMAT_VERSION_LATEST, ..meta }.write(dir)?;
+    }
 
     let mut table = SegmentTable { cold: Arc::new(cold), ..SegmentTable::default() };
     for segment in &loaded.sealed {
@@ -70,8 +75,20 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Db> {
             None
         }
         (false, Some(active)) => {
-            let resumed = ResumedSegment { bytes: Arc::new(truncated(active.bytes, active.scan.valid_len)), records: active.scan.records };
-            Some(ActiveSegment::resume(dir, active.segment_id, embedding_dim, resumed)?)
+            let header = active.header;
+            let resumed =
+                ResumedSegment { bytes: Arc::new(truncated(active.bytes, active.scan.valid_len)), records: active.scan.records, header };
+            let writer = ActiveSegment::resume(dir, active.segment_id, embedding_dim, resumed)?;
+            if header.has_group_marks() {
+                Some(writer)
+            } else {
+                // A format 1 active segment cannot tell an unsynced tail from damage: seal
+                // it now, so that every later commit goes to a segment with group marks.
+                let sealed = Arc::new(writer.seal()?);
+                table.segments.insert(active.segment_id, SegmentRef::Sealed(sealed));
+                let next = active.segment_id.checked_add(1).ok_or_else(|| Error::invalid("segment id", "segment ids exhausted"))?;
+                Some(ActiveSegment::create(dir, next, embedding_dim)?)
+            }
         }
         (false, None) => Some(ActiveSegment::create(dir, next_id, embedding_dim)?),
     };
@@ -100,6 +117,7 @@ fn prepare_dir(dir: &Path, read_only: bool) -> Result<()> {
 /// The active segment as recovery found it.
 struct LoadedActive {
     segment_id: u32,
+    header: SegmentHeader,
     bytes: AlignedBytes,
     scan: ScannedSegment,
 }
@@ -211,7 +229,7 @@ fn load_segments(segment_files: &[(u32, PathBuf)], embedding_dim: usize, cold_se
         if is_last && !ends_with_valid_trailer(path)? {
             let floor = loaded.sealed.last().map_or(cold_seq_max, |s| s.trailer.seq_max);
             match load_active(path, *segment_id, embedding_dim, floor)? {
-                Some((bytes, scan)) => loaded.active = Some(LoadedActive { segment_id: *segment_id, bytes, scan }),
+                Some((header, bytes, scan)) => loaded.active = Some(LoadedActive { segment_id: *segment_id, header, bytes, scan }),
                 None => loaded.torn_creation = Some(*segment_id),
             }
             break;
@@ -261,7 +279,7 @@ fn read_or_create_meta(dir: &Path, options: &Options, no_segments: bool) -> Resu
     match Meta::read(dir)? {
         Some(meta) => Ok(meta),
         None if no_segments && !options.read_only => {
-            let meta = Meta { embedding_dim: options.embedding_dim.unwrap_or(0) as u32 };
+            let meta = Meta { version: FORMAT_VERSION_LATEST, embedding_dim: options.embedding_dim.unwrap_or(0) as u32 };
             meta.write(dir)?;
             Ok(meta)
         }
@@ -292,7 +310,12 @@ fn ends_with_valid_trailer(path: &Path) -> Result<bool> {
 
 /// Reads and scans the active segment. `None` when the file is a torn creation (shorter
 /// than its header, e.g. a crash right after creating it): it is removed.
-fn load_active(path: &Path, segment_id: u32, embedding_dim: usize, seq_floor: u64) -> Result<Option<(AlignedBytes, ScannedSegment)>> {
+fn load_active(
+    path: &Path,
+    segment_id: u32,
+    embedding_dim: usize,
+    seq_floor: u64,
+) -> Result<Option<(SegmentHeader, AlignedBytes, ScannedSegment)>> {
     let mut file = fs::open_read(path)?;
     let len = file.metadata().map_err(|e| Error::io_at(path, "stat", e))?.len();
     if len > crate::limits::SEGMENT_FILE_BYTES_MAX {
@@ -311,8 +334,8 @@ fn load_active(path: &Path, segment_id: u32, embedding_dim: usize, seq_floor: u6
     if header.segment_id != segment_id || header.embedding_dim as usize != embedding_dim {
         return Err(Error::corruption(path, 0, "segment header does not match its file name or the database's dimension"));
     }
-    let scan = recovery::scan_active(bytes.bytes(), path, embedding_dim, seq_floor)?;
-    Ok(Some((bytes, scan)))
+    let scan = recovery::scan_active(bytes.bytes(), path, embedding_dim, seq_floor, header.has_group_marks())?;
+    Ok(Some((header, bytes, scan)))
 }
 
 /// The first `len` bytes of `bytes`, as a new aligned buffer when it must shrink.

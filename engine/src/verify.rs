@@ -68,7 +68,7 @@ fn verify_sealed(segment: &Arc<SealedSegment>, report: &mut VerifyReport) -> Res
         let view =
             record::parse(bytes, position, segment.embedding_dim).map_err(|e| Error::corruption(path, position as u64, e.detail()))?;
         commits.check(view.kind, view.seq, view.commit_end()).map_err(|detail| Error::corruption(path, position as u64, detail))?;
-        if view.kind != RecordKind::CloseMark {
+        if matches!(view.kind, RecordKind::Put | RecordKind::Delete) {
             let mismatch =
                 |what: &str| Error::corruption(path, position as u64, format!("hint entry {next_entry} disagrees with the record: {what}"));
             let entry = entries.get(next_entry).ok_or_else(|| mismatch("no hint entry for this record"))?;
@@ -113,8 +113,8 @@ fn verify_active(path: &Path, embedding_dim: usize, end: u64, seq_floor: u64, re
         ));
     }
     bytes.truncate(end as usize);
-    SegmentHeader::decode(&bytes, path)?;
-    let scan = recovery::scan_active(&bytes, path, embedding_dim, seq_floor)?;
+    let header = SegmentHeader::decode(&bytes, path)?;
+    let scan = recovery::scan_active(&bytes, path, embedding_dim, seq_floor, header.has_group_marks())?;
     if scan.valid_len != bytes.len() {
         return Err(Error::corruption(path, scan.valid_len as u64, "published bytes of the active segment do not parse as whole commits"));
     }
@@ -135,8 +135,8 @@ struct CommitOrder {
 impl CommitOrder {
     fn check(&mut self, kind: RecordKind, seq: u64, commit_end: bool) -> std::result::Result<(), String> {
         match (kind, self.open) {
-            (RecordKind::CloseMark, Some(open)) => return Err(format!("close mark inside commit {open}")),
-            (RecordKind::CloseMark, None) => return Ok(()),
+            (RecordKind::CloseMark | RecordKind::GroupMark, Some(open)) => return Err(format!("{kind:?} inside commit {open}")),
+            (RecordKind::CloseMark | RecordKind::GroupMark, None) => return Ok(()),
             (_, Some(open)) if seq != open => return Err(format!("record of seq {seq} inside commit {open}")),
             (_, None) if seq <= self.last_seq => return Err(format!("commit seq {seq} is not newer than {}", self.last_seq)),
             _ => {}

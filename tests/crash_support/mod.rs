@@ -18,7 +18,10 @@ pub const RECORD_HEADER_LEN: usize = 32;
 /// Size of the trailer that ends a sealed segment.
 pub const TRAILER_LEN: u64 = 64;
 /// A clean close appends one record with no key, content or embedding.
-pub const CLOSE_MARK_LEN: u64 = 32;
+/// A format 2 close mark: a 32-byte header and its own offset as 8 bytes of content.
+pub const CLOSE_MARK_LEN: u64 = 40;
+/// A group mark (format 2): a 32-byte header and the durable end as 8 bytes of content.
+pub const GROUP_MARK_LEN: u64 = 40;
 /// The format version field sits right after the 8-byte magic in META, segment headers and
 /// trailers; the checksum of those 64-byte blocks is at offset 60 and covers bytes 0..60.
 pub const VERSION_AT: usize = 8;

@@ -57,6 +57,22 @@ pub(crate) mod faults {
         }
     }
 
+    static PANIC_DIRS: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+
+    /// The next group-commit leader of the database in `dir` panics (once), as a bug would.
+    pub fn panic_next_leader_in(dir: &Path) {
+        let mut dirs = PANIC_DIRS.lock().unwrap_or_else(|p| p.into_inner());
+        dirs.get_or_insert_with(HashSet::new).insert(dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()));
+    }
+
+    pub(crate) fn panic_if_armed(dir: &Path) {
+        let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        let armed = PANIC_DIRS.lock().unwrap_or_else(|p| p.into_inner()).as_mut().is_some_and(|set| set.remove(&dir));
+        if armed {
+            panic!("injected panic in the group-commit leader (test hook)");
+        }
+    }
+
     pub(crate) fn check(path: &Path) -> crate::Result<()> {
         let dirs = FAILING_DIRS.lock().unwrap_or_else(|p| p.into_inner());
         let Some(set) = dirs.as_ref() else { return Ok(()) };

@@ -75,8 +75,9 @@ impl CommitQueue {
     }
 
     fn lock(&self) -> MutexGuard<'_, QueueState> {
-        // A panic while holding this lock is a bug in strata; the state stays consistent
-        // because every critical section only moves plain values.
+        // Sound past a poisoned lock: no critical section of this type calls anything that
+        // can panic while the state is half-updated (they only move plain values), so the
+        // state is consistent; a panic elsewhere in a leader is handled by `abandon_group`.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -101,6 +102,9 @@ impl CommitQueue {
         let mut state = self.lock();
         Self::refuse(&state)?;
         let seq = state.next_seq;
+        if seq > crate::limits::SEQ_MAX {
+            return Err(Error::invalid("seq", "the database has used every sequence number up to SEQ_MAX"));
+        }
         state.next_seq += 1;
         let last = records.len() - 1;
         let mut views = Vec::with_capacity(records.len());
@@ -165,6 +169,22 @@ impl CommitQueue {
         if anyone_waiting {
             self.wake.notify_all();
         }
+    }
+
+    /// Ends a leader's turn that did not finish (its thread panicked): the handle is
+    /// poisoned, every commit queued or in flight fails, and every waiting writer is woken,
+    /// so no writer waits for a leader that is gone.
+    pub(crate) fn abandon_group(&self, first_seq: u64, cause: String) {
+        let mut state = self.lock();
+        state.leader_active = false;
+        state.failed_from = match state.failed_from.take() {
+            Some((from, earlier)) => Some((from.min(first_seq), earlier)),
+            None => Some((first_seq, cause)),
+        };
+        state.pending.clear();
+        state.finished_seq = state.finished_seq.max(state.next_seq - 1);
+        drop(state);
+        self.wake.notify_all();
     }
 
     /// Refuses every later `submit`.

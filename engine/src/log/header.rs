@@ -20,19 +20,37 @@ pub(crate) const SEGMENT_HEADER_LEN: usize = CRC_AT + 4;
 const _: () = assert!(RESERVED_AT <= CRC_AT);
 const _: () = assert!(SEGMENT_HEADER_LEN.is_multiple_of(8));
 
+/// The first segment format whose commit groups start with a group mark.
+pub(crate) const VERSION_GROUP_MARKS: u32 = 2;
+
 /// The decoded segment header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SegmentHeader {
     pub(crate) segment_id: u32,
     /// 0 = the database stores no embeddings.
     pub(crate) embedding_dim: u32,
+    /// The segment's format version: 1 (no group marks) or 2. New segments are always
+    /// `FORMAT_VERSION_LATEST`.
+    pub(crate) version: u32,
+}
+
+impl SegmentHeader {
+    /// The header of a new segment, in the latest format.
+    pub(crate) fn latest(segment_id: u32, embedding_dim: u32) -> SegmentHeader {
+        SegmentHeader { segment_id, embedding_dim, version: FORMAT_VERSION_LATEST }
+    }
+
+    /// Does this segment's format write a group mark before every commit group?
+    pub(crate) fn has_group_marks(&self) -> bool {
+        self.version >= VERSION_GROUP_MARKS
+    }
 }
 
 impl SegmentHeader {
     pub(crate) fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
         let mut buf = [0u8; SEGMENT_HEADER_LEN];
         buf[MAGIC_AT..MAGIC_AT + 8].copy_from_slice(&MAGIC);
-        put_u32(&mut buf, VERSION_AT, FORMAT_VERSION_LATEST);
+        put_u32(&mut buf, VERSION_AT, self.version);
         put_u32(&mut buf, HEADER_LEN_AT, SEGMENT_HEADER_LEN as u32);
         put_u32(&mut buf, SEGMENT_ID_AT, self.segment_id);
         put_u32(&mut buf, EMBEDDING_DIM_AT, self.embedding_dim);
@@ -54,14 +72,15 @@ impl SegmentHeader {
         if crc32(&bytes[..CRC_AT]) != stored {
             return Err(Error::corruption(path, CRC_AT as u64, "segment header checksum mismatch"));
         }
-        check_version(path, get_u32(bytes, VERSION_AT))?;
+        let version = get_u32(bytes, VERSION_AT);
+        check_version(path, version)?;
         if get_u32(bytes, HEADER_LEN_AT) as usize != SEGMENT_HEADER_LEN {
             return Err(Error::corruption(path, HEADER_LEN_AT as u64, "unexpected segment header length"));
         }
         if bytes[RESERVED_AT..CRC_AT].iter().any(|&b| b != 0) {
             return Err(Error::corruption(path, RESERVED_AT as u64, "reserved header bytes are not zero"));
         }
-        let header = SegmentHeader { segment_id: get_u32(bytes, SEGMENT_ID_AT), embedding_dim: get_u32(bytes, EMBEDDING_DIM_AT) };
+        let header = SegmentHeader { segment_id: get_u32(bytes, SEGMENT_ID_AT), embedding_dim: get_u32(bytes, EMBEDDING_DIM_AT), version };
         if header.embedding_dim as usize > crate::limits::MAX_EMBEDDING_DIM {
             return Err(Error::corruption(path, EMBEDDING_DIM_AT as u64, "embedding dimension beyond MAX_EMBEDDING_DIM"));
         }
@@ -75,7 +94,7 @@ mod tests {
 
     #[test]
     fn header_round_trips_and_every_flipped_bit_is_caught() {
-        let header = SegmentHeader { segment_id: 7, embedding_dim: 768 };
+        let header = SegmentHeader::latest(7, 768);
         let bytes = header.encode();
         assert_eq!(SegmentHeader::decode(&bytes, Path::new("x")).unwrap(), header);
         for bit in 0..SEGMENT_HEADER_LEN * 8 {

@@ -33,8 +33,14 @@ pub(crate) enum RecordKind {
     Put = 1,
     /// A tombstone: the key is deleted as of this record's seq.
     Delete = 2,
-    /// Written by a clean close; carries no data.
+    /// Written by a clean close; carries no data. In format v2 its 8-byte content is its
+    /// own offset in the segment (so a copy of one stored in content is never taken for a
+    /// real one); in format v1 it has no content.
     CloseMark = 3,
+    /// Written at the start of every commit group (segment format v2): its 8-byte content is
+    /// the segment offset up to which the file was known durable (fdatasynced) when the
+    /// group was written. Recovery uses it to tell an unsynced tail from durable data.
+    GroupMark = 4,
 }
 
 impl RecordKind {
@@ -43,6 +49,7 @@ impl RecordKind {
             1 => Some(RecordKind::Put),
             2 => Some(RecordKind::Delete),
             3 => Some(RecordKind::CloseMark),
+            4 => Some(RecordKind::GroupMark),
             _ => None,
         }
     }
@@ -151,6 +158,45 @@ pub(crate) fn encode_one(fields: &RecordFields<'_>, seq: u64, commit_end: bool) 
     buf
 }
 
+/// Content length of a group mark: one little-endian u64, the durable end.
+pub(crate) const GROUP_MARK_CONTENT_LEN: usize = 8;
+/// Encoded size of a group mark (header + 8 bytes of content).
+pub(crate) const GROUP_MARK_LEN: usize = RECORD_HEADER_LEN + GROUP_MARK_CONTENT_LEN;
+const _: () = assert!(GROUP_MARK_LEN.is_multiple_of(RECORD_ALIGN));
+
+/// Encodes a close mark repeating `last_seq`. `at`: its offset in the segment, recorded as
+/// its content in format v2; `None` for a format v1 segment (no content).
+pub(crate) fn encode_close_mark(last_seq: u64, at: Option<u64>) -> AlignedVec {
+    let content = at.map(u64::to_le_bytes);
+    let fields = RecordFields {
+        kind: RecordKind::CloseMark,
+        key: &[],
+        content: content.as_ref().map_or(&[][..], |c| &c[..]),
+        embedding: None,
+        expires_at_ms: 0,
+    };
+    encode_one(&fields, last_seq, true)
+}
+
+/// Encodes a group mark: `last_seq` is the seq of the last commit before the group (the
+/// mark carries no data of its own), `durable_end` the offset known durable.
+pub(crate) fn encode_group_mark(last_seq: u64, durable_end: u64) -> AlignedVec {
+    let content = durable_end.to_le_bytes();
+    let fields = RecordFields { kind: RecordKind::GroupMark, key: &[], content: &content, embedding: None, expires_at_ms: 0 };
+    let mut buf = AlignedVec::with_capacity(GROUP_MARK_LEN);
+    let (mut view, body) = append(&mut buf, &fields);
+    stamp(buf.bytes_mut(), &mut view, last_seq, false, &body);
+    debug_assert_eq!(buf.len(), GROUP_MARK_LEN);
+    buf
+}
+
+/// The offset a parsed mark records as its content: a group mark's durable end, a format v2
+/// close mark's own offset. `None` for a mark without content (a format v1 close mark).
+pub(crate) fn mark_offset(bytes: &[u8], view: &RecordView) -> Option<u64> {
+    debug_assert!(matches!(view.kind, RecordKind::GroupMark | RecordKind::CloseMark));
+    (view.content.len() == GROUP_MARK_CONTENT_LEN).then(|| get_u64(bytes, view.content.start))
+}
+
 /// A decoded, checksum-verified record: header fields and absolute byte ranges.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct RecordView {
@@ -211,6 +257,61 @@ pub(crate) fn parse_trusted(bytes: &[u8], start: usize, embedding_dim: usize) ->
 }
 
 pub(crate) fn parse_with(bytes: &[u8], start: usize, embedding_dim: usize, verify: bool) -> Result<RecordView, ParseError> {
+    let (header, layout) = decode_header(bytes, start, embedding_dim)?;
+    let Some(record) = bytes.get(start..).and_then(|rest| rest.get(..layout.total)) else {
+        return Err(ParseError::Truncated(format!("record of {} bytes extends past the end of the segment", layout.total)));
+    };
+    if verify {
+        let stored = get_u32(record, CRC_AT);
+        let actual = crate::format::crc32(&record[KIND_AT..]);
+        if stored != actual {
+            return Err(ParseError::Invalid(format!("record checksum mismatch (stored {stored:#010x}, computed {actual:#010x})")));
+        }
+    }
+    let HeaderFields { kind, flags, key_len, content_len, has_embedding, seq, expires_at_ms } = header;
+    if seq > limits::SEQ_MAX {
+        return Err(ParseError::Invalid(format!("record seq {seq} beyond SEQ_MAX")));
+    }
+    let shape_ok = match kind {
+        RecordKind::Put => key_len > 0,
+        RecordKind::Delete => key_len > 0 && content_len == 0 && !has_embedding && expires_at_ms == 0,
+        RecordKind::CloseMark => {
+            key_len == 0 && (content_len == 0 || content_len == GROUP_MARK_CONTENT_LEN) && !has_embedding && expires_at_ms == 0
+        }
+        RecordKind::GroupMark => {
+            key_len == 0 && content_len == GROUP_MARK_CONTENT_LEN && !has_embedding && expires_at_ms == 0 && flags == 0
+        }
+    };
+    if !shape_ok || (flags & FLAG_HAS_TTL != 0) != (expires_at_ms != 0) {
+        return Err(ParseError::Invalid(format!("record fields are inconsistent for a {kind:?} record")));
+    }
+    let at = |r: Range<usize>| start + r.start..start + r.end;
+    Ok(RecordView {
+        kind,
+        flags,
+        seq,
+        expires_at_ms,
+        key: at(layout.key),
+        embedding: has_embedding.then(|| at(layout.embedding)),
+        content: at(layout.content),
+        len: layout.total,
+    })
+}
+
+/// The fields of a record header, before its checksum is known to hold.
+struct HeaderFields {
+    kind: RecordKind,
+    flags: u8,
+    key_len: usize,
+    content_len: usize,
+    has_embedding: bool,
+    seq: u64,
+    expires_at_ms: u64,
+}
+
+/// Decodes the header at `start` and the body layout it claims: every check that needs no
+/// checksum (alignment, kind, flags, reserved bytes, lengths within limits).
+fn decode_header(bytes: &[u8], start: usize, embedding_dim: usize) -> Result<(HeaderFields, BodyLayout), ParseError> {
     if !start.is_multiple_of(RECORD_ALIGN) {
         return Err(ParseError::Invalid(format!("record offset {start} is not {RECORD_ALIGN}-aligned")));
     }
@@ -237,36 +338,38 @@ pub(crate) fn parse_with(bytes: &[u8], start: usize, embedding_dim: usize, verif
     }
     let embedding_bytes = if has_embedding { embedding_dim * 4 } else { 0 };
     let layout = body_layout(key_len, embedding_bytes, content_len);
-    let Some(record) = bytes.get(start..).and_then(|rest| rest.get(..layout.total)) else {
-        return Err(ParseError::Truncated(format!("record of {} bytes extends past the end of the segment", layout.total)));
-    };
-    if verify {
-        let stored = get_u32(record, CRC_AT);
-        let actual = crate::format::crc32(&record[KIND_AT..]);
-        if stored != actual {
-            return Err(ParseError::Invalid(format!("record checksum mismatch (stored {stored:#010x}, computed {actual:#010x})")));
-        }
-    }
-    let expires_at_ms = get_u64(header, EXPIRES_AT);
-    let shape_ok = match kind {
-        RecordKind::Put => key_len > 0,
-        RecordKind::Delete => key_len > 0 && content_len == 0 && !has_embedding && expires_at_ms == 0,
-        RecordKind::CloseMark => key_len == 0 && content_len == 0 && !has_embedding && expires_at_ms == 0,
-    };
-    if !shape_ok || (flags & FLAG_HAS_TTL != 0) != (expires_at_ms != 0) {
-        return Err(ParseError::Invalid(format!("record fields are inconsistent for a {kind:?} record")));
-    }
-    let at = |r: Range<usize>| start + r.start..start + r.end;
-    Ok(RecordView {
+    let fields = HeaderFields {
         kind,
         flags,
+        key_len,
+        content_len,
+        has_embedding,
         seq: get_u64(header, SEQ_AT),
-        expires_at_ms,
-        key: at(layout.key),
-        embedding: has_embedding.then(|| at(layout.embedding)),
-        content: at(layout.content),
-        len: layout.total,
-    })
+        expires_at_ms: get_u64(header, EXPIRES_AT),
+    };
+    Ok((fields, layout))
+}
+
+/// The length a record-like header at `start` claims, if it is plausible and fits in
+/// `bytes` (its checksum not checked): what a probe would have to checksum.
+pub(crate) fn claimed_len(bytes: &[u8], start: usize, embedding_dim: usize) -> Option<usize> {
+    let (_, layout) = decode_header(bytes, start, embedding_dim).ok()?;
+    (start + layout.total <= bytes.len()).then_some(layout.total)
+}
+
+/// The kind of the close mark or group mark whose header plausibly starts at `start`
+/// (kind byte and lengths only; the caller parses it to check its checksum).
+pub(crate) fn mark_kind_at(bytes: &[u8], start: usize) -> Option<RecordKind> {
+    let header = bytes.get(start..)?.get(..RECORD_HEADER_LEN)?;
+    let kind = RecordKind::from_byte(header[KIND_AT])?;
+    let content_len = get_u32(header, CONTENT_LEN_AT) as usize;
+    let plausible = get_u32(header, KEY_LEN_AT) == 0
+        && match kind {
+            RecordKind::CloseMark => content_len == 0 || content_len == GROUP_MARK_CONTENT_LEN,
+            RecordKind::GroupMark => content_len == GROUP_MARK_CONTENT_LEN,
+            RecordKind::Put | RecordKind::Delete => false,
+        };
+    plausible.then_some(kind)
 }
 
 #[cfg(test)]

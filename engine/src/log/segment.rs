@@ -44,6 +44,13 @@ impl SealedSegment {
             ));
         }
         let trailer = Trailer::decode(bytes, path)?;
+        if trailer.version != header.version {
+            return Err(Error::corruption(
+                path,
+                0,
+                format!("segment header says format {} but its trailer says {}", header.version, trailer.version),
+            ));
+        }
         Ok(SealedSegment { path: path.to_path_buf(), segment_id, embedding_dim, trailer, map })
     }
 

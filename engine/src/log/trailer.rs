@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::header::SEGMENT_HEADER_LEN;
 use super::record::{RecordKind, RecordView, FLAG_HAS_EMBEDDING, RECORD_ALIGN};
-use crate::format::{align_up, check_version, crc32, get_u32, get_u64, put_u32, put_u64, FORMAT_VERSION_LATEST};
+use crate::format::{align_up, check_version, crc32, get_u32, get_u64, put_u32, put_u64};
 use crate::limits;
 use crate::{Error, Result};
 
@@ -68,7 +68,7 @@ pub(crate) struct HintBuilder {
 impl HintBuilder {
     /// Adds the record `view`, whose key is `key`, found at segment offset `offset`.
     pub(crate) fn add(&mut self, offset: u32, key: &[u8], view: &RecordView) {
-        debug_assert!(view.kind != RecordKind::CloseMark, "close marks have no hint entry");
+        debug_assert!(matches!(view.kind, RecordKind::Put | RecordKind::Delete), "marks have no hint entry");
         debug_assert_eq!(key.len(), view.key.len());
         let start = self.bytes.len();
         self.bytes.resize(start + align_up(HINT_ENTRY_HEADER_LEN + key.len(), 8), 0);
@@ -86,13 +86,15 @@ impl HintBuilder {
     }
 
     /// The hint block followed by the trailer, for a segment whose records end at `records_end`.
-    pub(crate) fn finish(&self, records_end: u64) -> Vec<u8> {
+    /// The hint block and trailer of a segment whose records end at `records_end`;
+    /// `version` is the segment's (its header's) format version.
+    pub(crate) fn finish(&self, records_end: u64, version: u32) -> Vec<u8> {
         debug_assert_eq!(records_end % RECORD_ALIGN as u64, 0);
         let mut out = Vec::with_capacity(self.bytes.len() + TRAILER_LEN);
         out.extend_from_slice(&self.bytes);
         let mut trailer = [0u8; TRAILER_LEN];
         trailer[MAGIC_AT..MAGIC_AT + 8].copy_from_slice(&TRAILER_MAGIC);
-        put_u32(&mut trailer, VERSION_AT, FORMAT_VERSION_LATEST);
+        put_u32(&mut trailer, VERSION_AT, version);
         put_u64(&mut trailer, RECORDS_END_AT, records_end);
         put_u64(&mut trailer, HINT_LEN_AT, self.bytes.len() as u64);
         put_u64(&mut trailer, RECORDS_COUNT_AT, self.records_count);
@@ -108,6 +110,8 @@ impl HintBuilder {
 /// The decoded trailer of a sealed segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Trailer {
+    /// The segment's format version; equal to its header's.
+    pub(crate) version: u32,
     pub(crate) records_end: u64,
     pub(crate) hint_len: u64,
     pub(crate) records_count: u64,
@@ -136,11 +140,13 @@ impl Trailer {
         if crc32(&bytes[..CRC_AT]) != get_u32(bytes, CRC_AT) {
             return Err(fail(CRC_AT, "checksum mismatch"));
         }
-        check_version(path, get_u32(bytes, VERSION_AT))?;
+        let version = get_u32(bytes, VERSION_AT);
+        check_version(path, version)?;
         if get_u32(bytes, RESERVED_A_AT) != 0 || get_u64(bytes, RESERVED_B_AT) != 0 {
             return Err(fail(RESERVED_A_AT, "reserved bytes are not zero"));
         }
         let trailer = Trailer {
+            version,
             records_end: get_u64(bytes, RECORDS_END_AT),
             hint_len: get_u64(bytes, HINT_LEN_AT),
             records_count: get_u64(bytes, RECORDS_COUNT_AT),
@@ -153,6 +159,9 @@ impl Trailer {
             || laid_out != Some(file_len)
         {
             return Err(fail(RECORDS_END_AT, "records end and hint length do not match the file size"));
+        }
+        if trailer.seq_max > crate::limits::SEQ_MAX {
+            return Err(fail(SEQ_MAX_AT, "seq_max beyond SEQ_MAX"));
         }
         Ok(trailer)
     }

@@ -3,21 +3,32 @@
 //!
 //! **Invariant:** the file holds only whole records of whole commits up to `len`, once
 //! flushed; a sealed file is never opened for writing again.
+//!
+//! **Invariant:** after any failed write or fdatasync the segment is *broken*: it writes
+//! nothing more, ever — not at close, not on drop. Bytes that were buffered are discarded,
+//! never written again behind a torn write (the handle is poisoned; the next open cuts the
+//! torn tail back to the last whole commit). That is why this type keeps its own buffer
+//! instead of a `BufWriter`, which writes its buffer again when dropped.
+//!
+//! **Invariant (format v2):** every commit group that follows an fdatasync starts with a
+//! group mark recording `durable_len`, the offset up to which the file is known durable.
+//! `durable_len` only moves forward after a successful fdatasync of everything before it.
 
 use std::fs::File;
-use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::header::{SegmentHeader, SEGMENT_HEADER_LEN};
 use super::hot::HotSegment;
-use super::record::{self, RecordFields, RecordKind, RecordView};
+use super::record::{self, RecordView};
 use super::segment::SealedSegment;
 use super::trailer::HintBuilder;
 use crate::io::aligned::AlignedBytes;
 use crate::io::fs;
 use crate::{Error, Result};
 
+/// Appends smaller than this are gathered in memory and written together.
 const WRITE_BUFFER_BYTES: usize = 1 << 20;
 
 /// The segment being appended to, a.k.a. the active log file.
@@ -25,9 +36,20 @@ pub(crate) struct ActiveSegment {
     path: PathBuf,
     pub(crate) segment_id: u32,
     embedding_dim: usize,
-    file: BufWriter<File>,
+    file: File,
+    /// Appended bytes not yet handed to the OS.
+    buffer: Vec<u8>,
     /// Bytes appended so far (written or still buffered).
     len: u64,
+    /// Every byte before this offset has been fdatasynced.
+    durable_len: u64,
+    /// `durable_len` as recorded by the last group mark (the header's end before any).
+    marked_durable_len: u64,
+    /// The segment's header: its format version decides whether commit groups start with
+    /// a group mark (v2 and later) and is repeated in the trailer.
+    header: SegmentHeader,
+    /// Set by the first failed write or fdatasync; nothing is written after it.
+    broken: bool,
     records_count: u64,
     hint: HintBuilder,
     pub(crate) hot: Arc<HotSegment>,
@@ -39,23 +61,33 @@ pub(crate) struct ResumedSegment {
     pub(crate) bytes: Arc<AlignedBytes>,
     /// Every data record in it (close marks excluded), in file order.
     pub(crate) records: Vec<RecordView>,
+    /// The segment's header (its format version decides whether groups get marks).
+    pub(crate) header: SegmentHeader,
 }
 
 impl ActiveSegment {
-    /// Creates a new, empty segment file durably (file and directory fsynced).
+    /// Creates a new, empty segment file durably (file and directory fsynced), in the
+    /// latest format.
     pub(crate) fn create(dir: &Path, segment_id: u32, embedding_dim: usize) -> Result<ActiveSegment> {
         let path = dir.join(fs::segment_file_name(segment_id));
         let mut file = fs::create_new(&path)?;
-        let header = SegmentHeader { segment_id, embedding_dim: embedding_dim as u32 }.encode();
-        file.write_all(&header).map_err(|e| Error::io_at(&path, "write", e))?;
+        let embedding_dim_u32 = u32::try_from(embedding_dim).map_err(|_| Error::invalid("embedding_dim", "beyond u32"))?;
+        let header = SegmentHeader::latest(segment_id, embedding_dim_u32);
+        file.write_all(&header.encode()).map_err(|e| Error::io_at(&path, "write", e))?;
         fs::sync_data(&file, &path)?;
         fs::sync_dir(dir)?;
+        let len = SEGMENT_HEADER_LEN as u64;
         Ok(ActiveSegment {
-            file: BufWriter::with_capacity(WRITE_BUFFER_BYTES, file),
+            file,
+            buffer: Vec::with_capacity(WRITE_BUFFER_BYTES),
             path,
             segment_id,
             embedding_dim,
-            len: SEGMENT_HEADER_LEN as u64,
+            len,
+            durable_len: len,
+            marked_durable_len: len,
+            header,
+            broken: false,
             records_count: 0,
             hint: HintBuilder::default(),
             hot: Arc::new(HotSegment::new(embedding_dim)),
@@ -63,7 +95,9 @@ impl ActiveSegment {
     }
 
     /// Reopens an active segment for appending after recovery: the file is cut to the
-    /// recovered prefix (a torn tail is dropped) and the hot mirror and hint are rebuilt.
+    /// recovered prefix (a torn tail is dropped) and fdatasynced — the prefix may have been
+    /// only in the page cache (a `kill -9` under `Durability::Flush`), and the next group
+    /// mark will claim it durable — and the hot mirror and hint are rebuilt.
     pub(crate) fn resume(dir: &Path, segment_id: u32, embedding_dim: usize, resumed: ResumedSegment) -> Result<ActiveSegment> {
         let path = dir.join(fs::segment_file_name(segment_id));
         let mut file = fs::open_append(&path)?;
@@ -72,8 +106,8 @@ impl ActiveSegment {
         if on_disk != len {
             debug_assert!(on_disk > len, "recovery only cuts");
             file.set_len(len).map_err(|e| Error::io_at(&path, "truncate torn tail of", e))?;
-            fs::sync_data(&file, &path)?;
         }
+        fs::sync_data(&file, &path)?;
         file.seek(SeekFrom::Start(len)).map_err(|e| Error::io_at(&path, "seek", e))?;
         let hot = Arc::new(HotSegment::new(embedding_dim));
         let mut hint = HintBuilder::default();
@@ -83,11 +117,16 @@ impl ActiveSegment {
         let records_count = resumed.records.len() as u64;
         hot.add(0, resumed.bytes);
         Ok(ActiveSegment {
-            file: BufWriter::with_capacity(WRITE_BUFFER_BYTES, file),
+            file,
+            buffer: Vec::with_capacity(WRITE_BUFFER_BYTES),
             path,
             segment_id,
             embedding_dim,
             len,
+            durable_len: len,
+            marked_durable_len: SEGMENT_HEADER_LEN as u64,
+            header: resumed.header,
+            broken: false,
             records_count,
             hint,
             hot,
@@ -102,48 +141,107 @@ impl ActiveSegment {
         self.records_count > 0
     }
 
+    /// Starts a commit group whose first commit follows `last_seq`. In format v2, when
+    /// the file became more durable since the last mark (an fdatasync ran), writes a group
+    /// mark recording how far: recovery then knows every byte before it is durable data,
+    /// not an unsynced tail. Without a new fdatasync a mark would say nothing new.
+    pub(crate) fn begin_group(&mut self, last_seq: u64) -> Result<()> {
+        if !self.header.has_group_marks() || self.durable_len == self.marked_durable_len {
+            return Ok(());
+        }
+        debug_assert!(self.durable_len > self.marked_durable_len && self.durable_len <= self.len);
+        let mark = record::encode_group_mark(last_seq, self.durable_len);
+        self.write_out(mark.bytes())?;
+        self.marked_durable_len = self.durable_len;
+        Ok(())
+    }
+
     /// Appends one stamped commit; `views` are its records, relative to `bytes`. Returns the
     /// segment offset of the commit's first byte. The bytes become readable through the hot
     /// mirror at once; the caller publishes them in the index after the durability step.
     pub(crate) fn append_commit(&mut self, bytes: Arc<AlignedBytes>, views: &[RecordView]) -> Result<u32> {
         let base = u32::try_from(self.len).map_err(|_| Error::corruption(&self.path, self.len, "segment grew past u32 offsets"))?;
-        self.file.write_all(bytes.bytes()).map_err(|e| Error::io_at(&self.path, "append to", e))?;
+        self.write_out(bytes.bytes())?;
         for view in views {
             let key = &bytes.bytes()[view.key.clone()];
             self.hint.add(base + view.start() as u32, key, view);
         }
-        self.len += bytes.bytes().len() as u64;
         self.records_count += views.len() as u64;
         self.hot.add(base, bytes);
         Ok(base)
     }
 
+    /// Appends `bytes` to the file, through the buffer when they are small.
+    fn write_out(&mut self, bytes: &[u8]) -> Result<()> {
+        self.refuse_if_broken()?;
+        if self.buffer.len() + bytes.len() > WRITE_BUFFER_BYTES {
+            self.flush()?;
+        }
+        if bytes.len() >= WRITE_BUFFER_BYTES {
+            self.write_file(bytes)?;
+        } else {
+            self.buffer.extend_from_slice(bytes);
+        }
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Writes `bytes` at the end of the file; any failure breaks the segment for good.
+    fn write_file(&mut self, bytes: &[u8]) -> Result<()> {
+        if let Err(e) = self.file.write_all(bytes) {
+            self.broken = true;
+            self.buffer.clear();
+            return Err(Error::io_at(&self.path, "append to", e));
+        }
+        Ok(())
+    }
+
+    fn refuse_if_broken(&self) -> Result<()> {
+        if self.broken {
+            return Err(Error::Poisoned { cause: format!("an earlier write or fdatasync of {} failed", self.path.display()) });
+        }
+        Ok(())
+    }
+
     /// Hands buffered bytes to the OS.
     pub(crate) fn flush(&mut self) -> Result<()> {
-        self.file.flush().map_err(|e| Error::io_at(&self.path, "write", e))
+        self.refuse_if_broken()?;
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let buffer = std::mem::take(&mut self.buffer);
+        let written = self.write_file(&buffer);
+        self.buffer = buffer;
+        self.buffer.clear();
+        written
     }
 
     /// Flushes and fdatasyncs: everything appended so far is durable.
     pub(crate) fn sync(&mut self) -> Result<()> {
         self.flush()?;
-        fs::sync_data(self.file.get_ref(), &self.path)
+        if let Err(e) = fs::sync_data(&self.file, &self.path) {
+            // The kernel may have dropped the dirty pages it failed to write: never retry
+            // into a false success.
+            self.broken = true;
+            return Err(e);
+        }
+        self.durable_len = self.len;
+        Ok(())
     }
 
     /// Appends a close mark (a clean close) and makes the whole file durable.
     pub(crate) fn write_close_mark(&mut self, last_seq: u64) -> Result<()> {
-        let fields = RecordFields { kind: RecordKind::CloseMark, key: &[], content: &[], embedding: None, expires_at_ms: 0 };
-        let mark = record::encode_one(&fields, last_seq, true);
-        self.file.write_all(mark.bytes()).map_err(|e| Error::io_at(&self.path, "append to", e))?;
-        self.len += mark.len() as u64;
+        let at = self.header.has_group_marks().then_some(self.len);
+        let mark = record::encode_close_mark(last_seq, at);
+        self.write_out(mark.bytes())?;
         self.sync()
     }
 
     /// Writes the hint block and trailer, fsyncs, and reopens the file as a sealed segment.
     pub(crate) fn seal(mut self) -> Result<SealedSegment> {
-        let tail = self.hint.finish(self.len);
-        self.file.write_all(&tail).map_err(|e| Error::io_at(&self.path, "append trailer to", e))?;
+        let tail = self.hint.finish(self.len, self.header.version);
+        self.write_out(&tail)?;
         self.sync()?;
-        drop(self.file);
         SealedSegment::open(&self.path, self.segment_id, self.embedding_dim)
     }
 }
