@@ -189,3 +189,59 @@ impl Probe<'_> {
         Error::corruption(self.path, self.bad_at as u64, format!("{}; {why}", self.detail))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::header::SegmentHeader;
+    use crate::log::record::{encode_one, RecordFields};
+
+    /// A segment: header, one whole commit (seq 1), then `junk`.
+    fn segment(version: u32, junk: &[u8]) -> Vec<u8> {
+        let mut bytes = SegmentHeader { segment_id: 1, embedding_dim: 0, version }.encode().to_vec();
+        let fields = RecordFields { kind: RecordKind::Put, key: b"k", content: b"v", embedding: None, expires_at_ms: 0 };
+        bytes.extend_from_slice(encode_one(&fields, 1, true).bytes());
+        bytes.extend_from_slice(junk);
+        bytes
+    }
+
+    /// A crafted tail with a record-like header every 16 bytes, each claiming content up to
+    /// the end of the file: checking every candidate's checksum would hash ~n²/32 bytes (hours for a few
+    /// MiB). Both formats finish: v1 stops at its budget with Corruption, v2 checks only
+    /// mark-sized records and cuts the tail.
+    #[test]
+    fn a_tail_of_record_like_headers_is_judged_in_linear_time() {
+        let mut junk = vec![0u8; 8 << 20];
+        for at in (8..junk.len() - 32).step_by(16) {
+            junk[at + 4] = RecordKind::Put as u8;
+            junk[at + 8..at + 12].copy_from_slice(&1u32.to_le_bytes());
+            let fits = (junk.len() - at - 40).min(crate::limits::MAX_CONTENT_LEN) as u32;
+            junk[at + 12..at + 16].copy_from_slice(&fits.to_le_bytes());
+        }
+        let v1 = segment(1, &junk);
+        match scan_active(&v1, Path::new("seg"), 0, 0, false) {
+            Err(Error::Corruption { detail, .. }) => assert!(detail.contains("too many record-like headers"), "{detail}"),
+            other => panic!("expected the v1 probe to give up with Corruption, got {other:?}"),
+        }
+        let v2 = segment(2, &junk);
+        let scanned = scan_active(&v2, Path::new("seg"), 0, 0, true).expect("no mark claims the tail durable: cut");
+        assert_eq!((scanned.records.len(), scanned.last_seq), (1, 1));
+    }
+
+    /// A checksum-valid record with a seq beyond SEQ_MAX is corruption, not an overflow of
+    /// `last_seq + 1` later.
+    #[test]
+    fn a_seq_beyond_seq_max_is_rejected() {
+        let fields = RecordFields { kind: RecordKind::Put, key: b"k", content: b"", embedding: None, expires_at_ms: 0 };
+        for seq in [crate::limits::SEQ_MAX + 1, u64::MAX] {
+            let record = encode_one(&fields, seq, true);
+            assert!(record::parse(record.bytes(), 0, 0).is_err(), "seq {seq}");
+        }
+        let record = encode_one(&fields, crate::limits::SEQ_MAX, true);
+        assert_eq!(record::parse(record.bytes(), 0, 0).map(|v| v.seq), Ok(crate::limits::SEQ_MAX));
+        let mut bytes = SegmentHeader { segment_id: 1, embedding_dim: 0, version: 2 }.encode().to_vec();
+        bytes.extend_from_slice(encode_one(&fields, u64::MAX, true).bytes());
+        let scanned = scan_active(&bytes, Path::new("seg"), 0, 0, true).expect("an unparseable last record is a tail");
+        assert_eq!(scanned.last_seq, 0);
+    }
+}
