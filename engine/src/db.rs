@@ -191,9 +191,9 @@ impl Shared {
             self.segments.store(Arc::new(next));
         }
         for path in ready.iter().flat_map(|r| r.files.iter()) {
-            let _ = std::fs::remove_file(path);
+            let _ = self.options.vfs.remove_file(path);
         }
-        let _ = fs::sync_dir(&self.dir);
+        let _ = fs::sync_dir(self.options.vfs.as_ref(), &self.dir);
     }
 
     // ---- the write path ---------------------------------------------------------------
@@ -339,10 +339,10 @@ impl Shared {
         let Some(writer) = slot.take() else { return Ok(()) };
         let segment_id = writer.segment_id;
         let before = writer.len();
-        let sealed = Arc::new(writer.seal()?);
+        let sealed = Arc::new(writer.seal(self.options.vfs.as_ref())?);
         self.disk_bytes_written.fetch_add(sealed.file_len() - before, Ordering::Relaxed);
         let next_id = segment_id.checked_add(1).ok_or_else(|| Error::invalid("segment id", "segment ids exhausted"))?;
-        let next = ActiveSegment::create(&self.dir, next_id, self.embedding_dim)?;
+        let next = ActiveSegment::create(self.options.vfs.as_ref(), &self.dir, next_id, self.embedding_dim)?;
         let table = self.segments.load().with(segment_id, SegmentRef::Sealed(sealed)).with(next_id, SegmentRef::Hot(next.hot.clone()));
         self.segments.store(Arc::new(table));
         *slot = Some(next);

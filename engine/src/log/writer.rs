@@ -4,7 +4,6 @@
 //! **Invariant:** the file holds only whole records of whole commits up to `len`, once
 //! flushed; a sealed file is never opened for writing again.
 
-use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +15,7 @@ use super::segment::SealedSegment;
 use super::trailer::HintBuilder;
 use crate::io::aligned::AlignedBytes;
 use crate::io::fs;
+use crate::io::vfs::{File, Vfs};
 use crate::{Error, Result};
 
 const WRITE_BUFFER_BYTES: usize = 1 << 20;
@@ -43,13 +43,13 @@ pub(crate) struct ResumedSegment {
 
 impl ActiveSegment {
     /// Creates a new, empty segment file durably (file and directory fsynced).
-    pub(crate) fn create(dir: &Path, segment_id: u32, embedding_dim: usize) -> Result<ActiveSegment> {
+    pub(crate) fn create(vfs: &dyn Vfs, dir: &Path, segment_id: u32, embedding_dim: usize) -> Result<ActiveSegment> {
         let path = dir.join(fs::segment_file_name(segment_id));
-        let mut file = fs::create_new(&path)?;
+        let mut file = fs::create_new(vfs, &path)?;
         let header = SegmentHeader { segment_id, embedding_dim: embedding_dim as u32 }.encode();
         file.write_all(&header).map_err(|e| Error::io_at(&path, "write", e))?;
         fs::sync_data(&file, &path)?;
-        fs::sync_dir(dir)?;
+        fs::sync_dir(vfs, dir)?;
         Ok(ActiveSegment {
             file: BufWriter::with_capacity(WRITE_BUFFER_BYTES, file),
             path,
@@ -64,11 +64,17 @@ impl ActiveSegment {
 
     /// Reopens an active segment for appending after recovery: the file is cut to the
     /// recovered prefix (a torn tail is dropped) and the hot mirror and hint are rebuilt.
-    pub(crate) fn resume(dir: &Path, segment_id: u32, embedding_dim: usize, resumed: ResumedSegment) -> Result<ActiveSegment> {
+    pub(crate) fn resume(
+        vfs: &dyn Vfs,
+        dir: &Path,
+        segment_id: u32,
+        embedding_dim: usize,
+        resumed: ResumedSegment,
+    ) -> Result<ActiveSegment> {
         let path = dir.join(fs::segment_file_name(segment_id));
-        let mut file = fs::open_append(&path)?;
+        let mut file = fs::open_append(vfs, &path)?;
         let len = resumed.bytes.bytes().len() as u64;
-        let on_disk = file.metadata().map_err(|e| Error::io_at(&path, "stat", e))?.len();
+        let on_disk = fs::file_len(file.as_ref(), &path)?;
         if on_disk != len {
             debug_assert!(on_disk > len, "recovery only cuts");
             file.set_len(len).map_err(|e| Error::io_at(&path, "truncate torn tail of", e))?;
@@ -139,11 +145,11 @@ impl ActiveSegment {
     }
 
     /// Writes the hint block and trailer, fsyncs, and reopens the file as a sealed segment.
-    pub(crate) fn seal(mut self) -> Result<SealedSegment> {
+    pub(crate) fn seal(mut self, vfs: &dyn Vfs) -> Result<SealedSegment> {
         let tail = self.hint.finish(self.len);
         self.file.write_all(&tail).map_err(|e| Error::io_at(&self.path, "append trailer to", e))?;
         self.sync()?;
         drop(self.file);
-        SealedSegment::open(&self.path, self.segment_id, self.embedding_dim)
+        SealedSegment::open(vfs, &self.path, self.segment_id, self.embedding_dim)
     }
 }
