@@ -28,10 +28,10 @@ pub enum FaultKind {
     /// An operation that allocates space (create, write, truncate/extend, mkdir, link,
     /// fsync) fails with `ENOSPC`.
     Enospc,
-    /// A write stores the first half of its buffer and reports that short length; the next
+    /// A write stores about half of its buffer and reports that short length; the next
     /// write to the same file fails with `ENOSPC` (the disk filled up meanwhile).
     ShortWrite,
-    /// A write stores the first half of its buffer and then fails with `EIO`: a prefix
+    /// A write stores about half of its buffer and then fails with `EIO`: a prefix
     /// landed, the call reports an error.
     TornWrite,
     /// An fdatasync of a file or fsync of a directory fails with `EIO`.
@@ -238,6 +238,17 @@ impl Vfs for FaultVfs {
     }
 }
 
+/// How much of a `len`-byte write lands before a short or torn write stops: about half,
+/// cut at an 8-byte boundary when that leaves something (the kernel and the disk stop at
+/// page or sector boundaries, which are multiples of 8, the alignment of log records — so
+/// the bytes after the tear line up with records, as they would on a real disk).
+fn torn_prefix_len(len: usize) -> usize {
+    match (len / 2) & !7 {
+        0 => len / 2,
+        aligned => aligned,
+    }
+}
+
 /// A file opened through a [`FaultVfs`].
 struct FaultFile {
     inner: File,
@@ -264,12 +275,13 @@ impl Write for FaultFile {
         match self.state.hit(Op::Write) {
             None => self.inner.write(buf),
             Some(FaultKind::ShortWrite) if buf.len() > 1 => {
-                self.inner.write_all(&buf[..buf.len() / 2])?;
+                let landed = torn_prefix_len(buf.len());
+                self.inner.write_all(&buf[..landed])?;
                 self.next_write_fails = true;
-                Ok(buf.len() / 2)
+                Ok(landed)
             }
             Some(kind @ FaultKind::TornWrite) => {
-                self.inner.write_all(&buf[..buf.len() / 2])?;
+                self.inner.write_all(&buf[..torn_prefix_len(buf.len())])?;
                 Err(kind.error())
             }
             Some(kind) => Err(kind.error()),
