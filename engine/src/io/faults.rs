@@ -324,3 +324,39 @@ impl VfsFile for FaultFile {
         self.inner.try_lock()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counting is per kind, the planned operation fails once with its kind, a short write
+    /// lands a prefix and makes the next write fail, a torn write lands a prefix and fails.
+    #[test]
+    fn fails_exactly_the_planned_operation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        let counting = FaultVfs::counting();
+        let mut file = counting.open(&path, OpenMode::CreateNew).expect("create");
+        file.write_all(&[1; 32]).expect("write");
+        file.sync_data().expect("sync");
+        counting.rename(&path, &dir.path().join("g")).expect("rename");
+        let counts: Vec<u64> = FaultKind::ALL.iter().map(|&k| counting.count(k)).collect();
+        assert_eq!(counts, [4, 3, 1, 1, 1, 1, 0], "Eio Enospc Short Torn Fsync Rename Unlink");
+        assert!(!counting.fired());
+
+        let syncs = FaultVfs::failing(FaultKind::Fsync, 1);
+        let file = syncs.open(&dir.path().join("h"), OpenMode::CreateNew).expect("create");
+        assert!(file.sync_data().is_err() && syncs.fired(), "the first sync fails");
+        file.sync_data().expect("only the planned one fails");
+
+        for (kind, second_write_ok) in [(FaultKind::ShortWrite, false), (FaultKind::TornWrite, true)] {
+            let vfs = FaultVfs::failing(kind, 1);
+            let path = dir.path().join(format!("{kind:?}"));
+            let mut file = vfs.open(&path, OpenMode::CreateNew).expect("create");
+            let first = file.write(&[7; 40]);
+            assert_eq!(first.ok(), (kind == FaultKind::ShortWrite).then_some(16), "{kind:?}: 20 cut to 16");
+            assert_eq!(file.write(&[8; 8]).is_ok(), second_write_ok, "{kind:?}");
+            assert_eq!(file.file_len().expect("len"), if second_write_ok { 24 } else { 16 }, "{kind:?}: the prefix landed");
+        }
+    }
+}
