@@ -8,36 +8,41 @@
 //! fails, or a crash during one, never leaves anything at `dest` that opens as a database.
 //! A failed checkpoint removes its temporary directory (it holds only copies and links).
 
-use std::fs::File;
 use std::io::{Read, Write};
 use std::path::Path;
 
 use crate::cold::layout::cold_file_name;
 use crate::db::{PublishedState, Shared};
 use crate::io::fs;
+use crate::io::vfs::{File, Vfs};
 use crate::log::header::SegmentHeader;
 use crate::log::record;
 use crate::segments::SegmentRef;
 use crate::{Error, Result};
 
 pub(crate) fn checkpoint(shared: &Shared, dest: &Path) -> Result<()> {
-    if dest.exists() {
+    let vfs = shared.options.vfs.as_ref();
+    if fs::exists(vfs, dest)? {
         return Err(Error::invalid("dest", format!("{} already exists; a checkpoint needs a new directory", dest.display())));
     }
     let name = dest.file_name().ok_or_else(|| Error::invalid("dest", format!("{} has no file name", dest.display())))?;
     let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let state = shared.published_state()?;
     let temp = parent.join(temp_name(name));
-    std::fs::create_dir(&temp).map_err(|e| Error::io_at(&temp, "create checkpoint directory", e))?;
-    let built = build(shared, state, &temp).and_then(|()| {
-        std::fs::rename(&temp, dest).map_err(|e| Error::io_at(dest, "rename the finished checkpoint to", e))?;
-        fs::sync_dir(parent)
-    });
-    if built.is_err() && temp.exists() {
-        // Only copies and hard links of immutable files: removing them loses nothing.
-        let _ = std::fs::remove_dir_all(&temp);
+    fs::create_dir(vfs, &temp, false, "create checkpoint directory")?;
+    if let Err(e) = build(vfs, state, &shared.dir, &temp).and_then(|()| fs::rename(vfs, &temp, dest)) {
+        remove_partial(vfs, &temp);
+        return Err(e);
     }
-    built
+    if let Err(e) = fs::sync_dir(vfs, parent) {
+        // The rename may not be durable: take the copy back rather than report a failure
+        // beside a directory that opens.
+        if vfs.rename(dest, &temp).is_ok() {
+            remove_partial(vfs, &temp);
+        }
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// A name for the temporary directory, unique within this process and across processes.
@@ -51,31 +56,31 @@ fn temp_name(name: &std::ffi::OsStr) -> std::ffi::OsString {
 }
 
 /// Fills `dest` (an empty directory) with the copy, every file and the directory fsynced.
-fn build(shared: &Shared, state: PublishedState, dest: &Path) -> Result<()> {
+fn build(vfs: &dyn Vfs, state: PublishedState, source: &Path, dest: &Path) -> Result<()> {
     let PublishedState { table, hot_end, last_seq, mut manifest } = state;
-    copy_file(&shared.dir.join(crate::meta::META_FILE_NAME), &dest.join(crate::meta::META_FILE_NAME), None)?;
+    copy_file(vfs, &source.join(crate::meta::META_FILE_NAME), &dest.join(crate::meta::META_FILE_NAME), None)?;
     for cold in &table.cold.segments {
         let name = cold_file_name(cold.cold_id);
-        link_or_copy(&cold.path, &dest.join(name))?;
+        link_or_copy(vfs, &cold.path, &dest.join(name))?;
     }
     if manifest.generation > 0 {
         // The copy's own manifest: the same cold tier, the log segments copied below.
         manifest.logs = table.segments.keys().copied().filter(|id| !table.retired.contains(id) && *id >= manifest.log_floor).collect();
-        manifest.write(dest)?;
+        manifest.write(vfs, dest)?;
     }
     for (segment_id, segment) in &table.segments {
         if table.retired.contains(segment_id) {
             continue; // compacted into the cold tier copied above
         }
         let name = fs::segment_file_name(*segment_id);
-        let (from, to) = (shared.dir.join(&name), dest.join(&name));
+        let (from, to) = (source.join(&name), dest.join(&name));
         match segment {
-            SegmentRef::Sealed(_) => link_or_copy(&from, &to)?,
+            SegmentRef::Sealed(_) => link_or_copy(vfs, &from, &to)?,
             SegmentRef::Hot(_) => {
                 let end = hot_end.unwrap_or(crate::log::header::SEGMENT_HEADER_LEN as u64);
-                let mut file = copy_file(&from, &to, Some(end))?;
+                let mut file = copy_file(vfs, &from, &to, Some(end))?;
                 let mut header = [0u8; crate::log::header::SEGMENT_HEADER_LEN];
-                let read = fs::open_read(&to)?.read_exact(&mut header).map_err(|e| Error::io_at(&to, "read the header of", e));
+                let read = fs::open_read(vfs, &to)?.read_exact(&mut header).map_err(|e| Error::io_at(&to, "read the header of", e));
                 let header = read.and_then(|()| SegmentHeader::decode(&header, &to))?;
                 let mark = record::encode_close_mark(last_seq, header.has_group_marks().then_some(end));
                 file.write_all(mark.bytes()).map_err(|e| Error::io_at(&to, "write", e))?;
@@ -83,21 +88,33 @@ fn build(shared: &Shared, state: PublishedState, dest: &Path) -> Result<()> {
             }
         }
     }
-    fs::sync_dir(dest)
+    fs::sync_dir(vfs, dest)
+}
+
+/// Best effort: removes a failed checkpoint's temporary directory. It holds only copies and
+/// hard links of immutable files, so removing it loses nothing; what cannot be removed is
+/// left under its temporary name, which is never `dest`.
+fn remove_partial(vfs: &dyn Vfs, temp: &Path) {
+    if let Ok(names) = vfs.list_dir(temp) {
+        for name in names {
+            let _ = vfs.remove_file(&temp.join(name));
+        }
+    }
+    let _ = vfs.remove_dir(temp);
 }
 
 /// Hard-links an immutable file into the checkpoint, or copies it across file systems.
-fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
-    if std::fs::hard_link(from, to).is_err() {
-        copy_file(from, to, None)?;
+fn link_or_copy(vfs: &dyn Vfs, from: &Path, to: &Path) -> Result<()> {
+    if vfs.hard_link(from, to).is_err() {
+        copy_file(vfs, from, to, None)?;
     }
     Ok(())
 }
 
 /// Copies `from` (its first `limit` bytes, or all of it) into a new file `to`, fsynced.
-fn copy_file(from: &Path, to: &Path, limit: Option<u64>) -> Result<File> {
-    let source = fs::open_read(from)?;
-    let mut target = fs::create_new(to)?;
+fn copy_file(vfs: &dyn Vfs, from: &Path, to: &Path, limit: Option<u64>) -> Result<File> {
+    let source = fs::open_read(vfs, from)?;
+    let mut target = fs::create_new(vfs, to)?;
     let mut reader = source.take(limit.unwrap_or(u64::MAX));
     let copied = std::io::copy(&mut reader, &mut target).map_err(|e| Error::io_at(to, "copy into", e))?;
     if limit.is_some_and(|l| l != copied) {

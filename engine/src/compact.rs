@@ -123,20 +123,21 @@ pub(crate) fn compact(shared: &Shared) -> Result<()> {
     let mut next_cold_id = manifest.next_cold_id;
     let mut written: Vec<(ColdEntry, Arc<ColdFile>)> =
         keep.iter().map(|f| (ColdEntry { cold_id: f.cold_id, rows: f.rows() as u64, file_len: f.file_len() }, f.clone())).collect();
-    let mut cleanup = NewFiles(Vec::new());
+    let vfs = shared.options.vfs.as_ref();
+    let mut cleanup = NewFiles { vfs, paths: Vec::new() };
     let cuts: Vec<&[u8]> = keep.iter().map(|f| &f.footer.min_key[..]).collect();
     for run in runs(&merged, &cuts, shared.options.cold_segment_bytes_max, shared.embedding_dim) {
         let cold_id = next_cold_id;
         next_cold_id += 1;
         let path = shared.dir.join(cold_file_name(cold_id));
-        cleanup.0.push(path.clone());
-        let summary = writer::write_segment(&path, cold_id, shared.embedding_dim, &Run { merged: &merged, rows: run })?;
+        cleanup.paths.push(path.clone());
+        let summary = writer::write_segment(vfs, &path, cold_id, shared.embedding_dim, &Run { merged: &merged, rows: run })?;
         shared.disk_bytes_written.fetch_add(summary.file_len, std::sync::atomic::Ordering::Relaxed);
-        let file = Arc::new(ColdFile::open(&path, cold_id, shared.embedding_dim)?);
+        let file = Arc::new(ColdFile::open(vfs, &path, cold_id, shared.embedding_dim)?);
         written.push((ColdEntry { cold_id, rows: summary.rows, file_len: summary.file_len }, file));
     }
     written.sort_by(|a, b| a.1.footer.min_key.cmp(&b.1.footer.min_key));
-    fs::sync_dir(&shared.dir)?;
+    fs::sync_dir(vfs, &shared.dir)?;
 
     // Publish: manifest first (the commit point), then the table, under the writer lock so
     // that no seal publishes a table in between.
@@ -160,9 +161,9 @@ pub(crate) fn compact(shared: &Shared) -> Result<()> {
         manifest.seq_max = seq_max;
         manifest.cold = written.iter().map(|(entry, _)| *entry).collect();
         manifest.logs = current.segments.keys().copied().filter(|&id| id >= manifest.log_floor).collect();
-        manifest.stage(&shared.dir)?; // on error the new files are removed: nothing changed
-        cleanup.0.clear();
-        if let Err(e) = Manifest::install(&shared.dir) {
+        manifest.stage(vfs, &shared.dir)?; // on error the new files are removed: nothing changed
+        cleanup.paths.clear();
+        if let Err(e) = Manifest::install(vfs, &shared.dir) {
             // The rename may or may not have reached the disk: either manifest is a whole
             // state, and the next open removes whichever files it does not list. This handle
             // no longer knows which one holds, so it stops writing.
@@ -189,12 +190,15 @@ pub(crate) fn compact(shared: &Shared) -> Result<()> {
 }
 
 /// Files written by a compaction that has not published them: removed if it fails.
-struct NewFiles(Vec<PathBuf>);
+struct NewFiles<'a> {
+    vfs: &'a dyn crate::io::vfs::Vfs,
+    paths: Vec<PathBuf>,
+}
 
-impl Drop for NewFiles {
+impl Drop for NewFiles<'_> {
     fn drop(&mut self) {
-        for path in &self.0 {
-            let _ = std::fs::remove_file(path);
+        for path in &self.paths {
+            let _ = self.vfs.remove_file(path);
         }
     }
 }

@@ -222,9 +222,9 @@ impl Shared {
             self.segments.store(Arc::new(next));
         }
         for path in ready.iter().flat_map(|r| r.files.iter()) {
-            let _ = std::fs::remove_file(path);
+            let _ = self.options.vfs.remove_file(path);
         }
-        let _ = fs::sync_dir(&self.dir);
+        let _ = fs::sync_dir(self.options.vfs.as_ref(), &self.dir);
     }
 
     // ---- the write path ---------------------------------------------------------------
@@ -283,11 +283,13 @@ impl Shared {
     fn write_group(&self, group: &mut Vec<PendingCommit>) -> Result<Vec<(usize, usize)>> {
         let mut slot = self.writer();
         #[cfg(feature = "test-hooks")]
-        crate::io::fs::faults::panic_if_armed(&self.dir);
+        crate::io::fs::leader_panics::panic_if_armed(&self.dir);
+        let published_end = slot.as_ref().map(|w| (w.hot.clone(), w.hot.end()));
         let placed = match self.append_group(&mut slot, group) {
             Ok(placed) => placed,
             Err(e) => {
                 *slot = None; // poison: the file may hold a partial commit
+                self.unpublish_hot(published_end);
                 return Err(e);
             }
         };
@@ -304,6 +306,23 @@ impl Shared {
         debug_assert!(last > self.visible_seq.load(Ordering::Relaxed));
         self.visible_seq.store(last, Ordering::Release);
         Ok(superseding)
+    }
+
+    /// After a failed group: drops its commits from the hot mirrors, so that what the hot
+    /// tier holds (and `published_state`, hence a checkpoint, copies) ends at the last
+    /// published commit. No reader can reach them (they never reached the index). `before`:
+    /// the hot mirror the group started in and its end then; a mirror of a segment the group
+    /// rolled into holds nothing published.
+    fn unpublish_hot(&self, before: Option<(Arc<crate::log::hot::HotSegment>, u64)>) {
+        for segment in self.segments.load().segments.values() {
+            if let SegmentRef::Hot(hot) = segment {
+                let keep = match &before {
+                    Some((first, end)) if Arc::ptr_eq(first, hot) => *end,
+                    _ => crate::log::header::SEGMENT_HEADER_LEN as u64,
+                };
+                hot.truncate(keep);
+            }
+        }
     }
 
     /// Appends the group (sealing and rolling segments as they fill) and runs the
@@ -377,10 +396,10 @@ impl Shared {
         let Some(writer) = slot.take() else { return Ok(()) };
         let segment_id = writer.segment_id;
         let before = writer.len();
-        let sealed = Arc::new(writer.seal()?);
+        let sealed = Arc::new(writer.seal(self.options.vfs.as_ref())?);
         self.disk_bytes_written.fetch_add(sealed.file_len() - before, Ordering::Relaxed);
         let next_id = segment_id.checked_add(1).ok_or_else(|| Error::invalid("segment id", "segment ids exhausted"))?;
-        let next = ActiveSegment::create(&self.dir, next_id, self.embedding_dim)?;
+        let next = ActiveSegment::create(self.options.vfs.as_ref(), &self.dir, next_id, self.embedding_dim)?;
         let table = self.segments.load().with(segment_id, SegmentRef::Sealed(sealed)).with(next_id, SegmentRef::Hot(next.hot.clone()));
         self.segments.store(Arc::new(table));
         *slot = Some(next);

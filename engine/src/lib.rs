@@ -46,7 +46,10 @@ pub use {arrow_array, arrow_schema};
 /// Hooks for the project's own tests (feature `test-hooks`); not part of the API.
 #[cfg(feature = "test-hooks")]
 pub mod test_hooks {
-    pub use crate::io::fs::faults::{fail_syncs_in, panic_next_leader_in};
+    pub use crate::io::faults::{FaultKind, FaultVfs};
+    pub use crate::io::fs::leader_panics::panic_next_leader_in;
+    pub use crate::io::maps::ReadOnlyMap;
+    pub use crate::io::vfs::{File, FileInfo, OpenMode, OsVfs, Vfs, VfsFile, DIR_MODE, FILE_MODE};
 }
 
 /// Offline repair: salvage every intact record (the cold-tier issue builds it).

@@ -26,6 +26,14 @@ pub const SEGMENT_FILE_BYTES_MAX: u64 = 2 * SEGMENT_RECORDS_BYTES_MAX + 128;
 /// Default size at which compaction starts a new cold segment.
 pub const COLD_SEGMENT_BYTES_DEFAULT: u64 = 1024 * 1024 * 1024;
 
+/// Largest `META` file a reader accepts: its fixed 64-byte layout. Checked (fstat, then a
+/// read of at most one byte more) before anything is read, so a planted huge file or a
+/// device that never ends is `Corruption`, not an unbounded read.
+pub const META_FILE_BYTES_MAX: u64 = 64;
+/// Largest `MANIFEST` file a reader accepts (64 MiB: over two million cold segments), checked
+/// like `META_FILE_BYTES_MAX` before the file is read into memory.
+pub const MANIFEST_FILE_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
 /// Largest segment id; ids are written as 16 hex digits in file names.
 pub const SEGMENT_ID_MAX: u64 = u32::MAX as u64;
 

@@ -13,6 +13,7 @@ use std::path::Path;
 
 use crate::format::{crc32, get_u32, get_u64, put_u32, put_u64};
 use crate::io::fs;
+use crate::io::vfs::Vfs;
 use crate::{Error, Result};
 
 pub(crate) const MANIFEST_FILE_NAME: &str = "MANIFEST";
@@ -154,39 +155,39 @@ impl Manifest {
     }
 
     /// Reads `dir/MANIFEST`; `Ok(None)` when there is none (a database without a cold tier).
-    pub(crate) fn read(dir: &Path) -> Result<Option<Manifest>> {
+    /// At most `MANIFEST_FILE_BYTES_MAX + 1` bytes are read (a bounded read).
+    pub(crate) fn read(vfs: &dyn Vfs, dir: &Path) -> Result<Option<Manifest>> {
         let path = dir.join(MANIFEST_FILE_NAME);
-        match std::fs::read(&path) {
-            Ok(bytes) => Manifest::decode(&bytes, &path).map(Some),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io_at(&path, "read", e)),
+        match fs::read_bounded(vfs, &path, crate::limits::MANIFEST_FILE_BYTES_MAX, "MANIFEST")? {
+            Some(bytes) => Manifest::decode(&bytes, &path).map(Some),
+            None => Ok(None),
         }
     }
 
     /// Replaces `dir/MANIFEST` atomically and durably: `stage`, then `install`.
-    pub(crate) fn write(&self, dir: &Path) -> Result<()> {
-        self.stage(dir)?;
-        Manifest::install(dir)
+    pub(crate) fn write(&self, vfs: &dyn Vfs, dir: &Path) -> Result<()> {
+        self.stage(vfs, dir)?;
+        Manifest::install(vfs, dir)
     }
 
     /// Writes and fdatasyncs `MANIFEST.tmp`. Until `install` renames it, the database is
     /// unchanged (open removes a left-over temp file).
-    pub(crate) fn stage(&self, dir: &Path) -> Result<()> {
+    pub(crate) fn stage(&self, vfs: &dyn Vfs, dir: &Path) -> Result<()> {
         let temp = dir.join(MANIFEST_TEMP_NAME);
-        if temp.exists() {
-            std::fs::remove_file(&temp).map_err(|e| Error::io_at(&temp, "remove stale", e))?;
+        if fs::exists(vfs, &temp)? {
+            fs::remove_file(vfs, &temp, "remove stale")?;
         }
-        let mut file = fs::create_new(&temp)?;
+        let mut file = fs::create_new(vfs, &temp)?;
         file.write_all(&self.encode()).map_err(|e| Error::io_at(&temp, "write", e))?;
-        fs::sync_data(&file, &temp)
+        fs::sync_data(file.as_ref(), &temp)
     }
 
     /// Renames the staged `MANIFEST.tmp` over `MANIFEST` and fsyncs the directory: the
     /// commit point. After an error here the new manifest may or may not be in effect.
-    pub(crate) fn install(dir: &Path) -> Result<()> {
+    pub(crate) fn install(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
         let (temp, path) = (dir.join(MANIFEST_TEMP_NAME), dir.join(MANIFEST_FILE_NAME));
-        std::fs::rename(&temp, &path).map_err(|e| Error::io_at(&path, "rename into place", e))?;
-        fs::sync_dir(dir)
+        fs::rename(vfs, &temp, &path)?;
+        fs::sync_dir(vfs, dir)
     }
 }
 

@@ -9,6 +9,7 @@ use std::path::Path;
 use crate::format::FORMAT_VERSION_LATEST;
 use crate::format::{check_version, crc32, get_u32, put_u32};
 use crate::io::fs;
+use crate::io::vfs::Vfs;
 use crate::{Error, Result};
 
 pub(crate) const META_FILE_NAME: &str = "META";
@@ -22,6 +23,7 @@ const RESERVED_AT: usize = EMBEDDING_DIM_AT + 4;
 const CRC_AT: usize = 60;
 pub(crate) const META_LEN: usize = CRC_AT + 4;
 const _: () = assert!(RESERVED_AT <= CRC_AT);
+const _: () = assert!(crate::limits::META_FILE_BYTES_MAX == META_LEN as u64);
 
 /// The decoded `META` file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,26 +71,26 @@ impl Meta {
     }
 
     /// Reads `dir/META`; `Ok(None)` when it does not exist.
-    pub(crate) fn read(dir: &Path) -> Result<Option<Meta>> {
+    /// At most `META_FILE_BYTES_MAX + 1` bytes are read (a bounded read).
+    pub(crate) fn read(vfs: &dyn Vfs, dir: &Path) -> Result<Option<Meta>> {
         let path = dir.join(META_FILE_NAME);
-        match std::fs::read(&path) {
-            Ok(bytes) => Meta::decode(&bytes, &path).map(Some),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io_at(&path, "read", e)),
+        match fs::read_bounded(vfs, &path, crate::limits::META_FILE_BYTES_MAX, "META")? {
+            Some(bytes) => Meta::decode(&bytes, &path).map(Some),
+            None => Ok(None),
         }
     }
 
     /// Writes `dir/META` atomically and durably.
-    pub(crate) fn write(&self, dir: &Path) -> Result<()> {
+    pub(crate) fn write(&self, vfs: &dyn Vfs, dir: &Path) -> Result<()> {
         let temp = dir.join(META_TEMP_NAME);
-        let _ = std::fs::remove_file(&temp);
-        let mut file = fs::create_new(&temp)?;
+        let _ = vfs.remove_file(&temp);
+        let mut file = fs::create_new(vfs, &temp)?;
         file.write_all(&self.encode()).map_err(|e| Error::io_at(&temp, "write", e))?;
-        fs::sync_data(&file, &temp)?;
+        fs::sync_data(file.as_ref(), &temp)?;
         drop(file);
         let path = dir.join(META_FILE_NAME);
-        std::fs::rename(&temp, &path).map_err(|e| Error::io_at(&path, "rename into", e))?;
-        fs::sync_dir(dir)
+        fs::rename(vfs, &temp, &path)?;
+        fs::sync_dir(vfs, dir)
     }
 }
 

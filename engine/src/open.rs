@@ -13,6 +13,7 @@ use crate::format::FORMAT_VERSION_LATEST;
 use crate::index::{Index, Version};
 use crate::io::aligned::{AlignedBytes, AlignedVec};
 use crate::io::fs::{self, DirLock};
+use crate::io::vfs::Vfs;
 use crate::log::header::{SegmentHeader, SEGMENT_HEADER_LEN};
 use crate::log::hot::HotSegment;
 use crate::log::recovery::{self, ScannedSegment};
@@ -26,13 +27,15 @@ use crate::{Error, Options, Result};
 
 pub(crate) fn open(dir: &Path, options: Options) -> Result<Db> {
     options.validate()?;
-    prepare_dir(dir, options.read_only)?;
-    let lock = if options.read_only { None } else { Some(DirLock::acquire(dir)?) };
-    let stored_manifest = Manifest::read(dir)?;
-    let is_new = stored_manifest.is_none() && fs::list_segments(dir)?.is_empty();
-    let meta = read_or_create_meta(dir, &options, is_new)?;
+    let vfs_handle = options.vfs.clone();
+    let vfs = vfs_handle.as_ref();
+    prepare_dir(vfs, dir, options.read_only)?;
+    let lock = if options.read_only { None } else { Some(DirLock::acquire(vfs, dir)?) };
+    let stored_manifest = Manifest::read(vfs, dir)?;
+    let is_new = stored_manifest.is_none() && fs::list_segments(vfs, dir)?.is_empty();
+    let meta = read_or_create_meta(vfs, dir, &options, is_new)?;
     let manifest = stored_manifest.unwrap_or_default();
-    let live = live_files(dir, &manifest)?;
+    let live = live_files(vfs, dir, &manifest)?;
     let segment_files = live.logs;
     let embedding_dim = meta.embedding_dim as usize;
     if let Some(wanted) = options.embedding_dim.filter(|&d| d != embedding_dim) {
@@ -41,15 +44,15 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Db> {
             format!("the database at {} has dimension {embedding_dim}, not {wanted}", dir.display()),
         ));
     }
-    let cold = load_cold(dir, &manifest, embedding_dim)?;
-    let loaded = load_segments(&segment_files, embedding_dim, manifest.seq_max)?;
+    let cold = load_cold(vfs, dir, &manifest, embedding_dim)?;
+    let loaded = load_segments(vfs, &segment_files, embedding_dim, manifest.seq_max)?;
     let (index, mut last_seq) = build_index(&loaded, embedding_dim)?;
     last_seq = last_seq.max(manifest.seq_max);
     // Only once everything live has been validated: a failing open changes nothing.
-    let orphans_removed = if options.read_only { 0 } else { remove_orphans(dir, &live.orphans)? };
+    let orphans_removed = if options.read_only { 0 } else { remove_orphans(vfs, dir, &live.orphans)? };
     if !options.read_only && meta.version < FORMAT_VERSION_LATEST {
         // Before this build writes a file of its format: older builds must refuse from now on.
-        Meta { version: FORMAT_VERSION_LATEST, ..meta }.write(dir)?;
+        Meta { version: FORMAT_VERSION_LATEST, ..meta }.write(vfs, dir)?;
     }
 
     let mut table = SegmentTable { cold: Arc::new(cold), ..SegmentTable::default() };
@@ -62,8 +65,8 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Db> {
     };
     if let (Some(segment_id), false) = (loaded.torn_creation, options.read_only) {
         let path = dir.join(fs::segment_file_name(segment_id));
-        std::fs::remove_file(&path).map_err(|e| Error::io_at(&path, "remove torn segment", e))?;
-        fs::sync_dir(dir)?;
+        fs::remove_file(vfs, &path, "remove torn segment")?;
+        fs::sync_dir(vfs, dir)?;
         next_id = segment_id;
     }
     let writer = match (options.read_only, loaded.active) {
@@ -78,19 +81,19 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Db> {
             let header = active.header;
             let resumed =
                 ResumedSegment { bytes: Arc::new(truncated(active.bytes, active.scan.valid_len)), records: active.scan.records, header };
-            let writer = ActiveSegment::resume(dir, active.segment_id, embedding_dim, resumed)?;
+            let writer = ActiveSegment::resume(vfs, dir, active.segment_id, embedding_dim, resumed)?;
             if header.has_group_marks() {
                 Some(writer)
             } else {
                 // A format 1 active segment cannot tell an unsynced tail from damage: seal
                 // it now, so that every later commit goes to a segment with group marks.
-                let sealed = Arc::new(writer.seal()?);
+                let sealed = Arc::new(writer.seal(vfs)?);
                 table.segments.insert(active.segment_id, SegmentRef::Sealed(sealed));
                 let next = active.segment_id.checked_add(1).ok_or_else(|| Error::invalid("segment id", "segment ids exhausted"))?;
-                Some(ActiveSegment::create(dir, next, embedding_dim)?)
+                Some(ActiveSegment::create(vfs, dir, next, embedding_dim)?)
             }
         }
-        (false, None) => Some(ActiveSegment::create(dir, next_id, embedding_dim)?),
+        (false, None) => Some(ActiveSegment::create(vfs, dir, next_id, embedding_dim)?),
     };
     if let Some(writer) = &writer {
         table.segments.insert(writer.segment_id, SegmentRef::Hot(writer.hot.clone()));
@@ -100,15 +103,16 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Db> {
 }
 
 /// A read-only open needs an existing database; a writable one creates the directory.
-fn prepare_dir(dir: &Path, read_only: bool) -> Result<()> {
+/// Directories it creates are mode 0700.
+fn prepare_dir(vfs: &dyn Vfs, dir: &Path, read_only: bool) -> Result<()> {
     if read_only {
-        if !dir.join(crate::meta::META_FILE_NAME).exists() {
+        if !fs::exists(vfs, &dir.join(crate::meta::META_FILE_NAME))? {
             return Err(Error::io_at(dir, "open read-only", std::io::Error::from(std::io::ErrorKind::NotFound)));
         }
-    } else if !dir.exists() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io_at(dir, "create directory", e))?;
+    } else if !fs::exists(vfs, dir)? {
+        fs::create_dir(vfs, dir, true, "create directory")?;
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs::sync_dir(parent)?;
+            fs::sync_dir(vfs, parent)?;
         }
     }
     Ok(())
@@ -139,10 +143,10 @@ struct LiveFiles {
 /// Classifies the directory's files against the manifest: log segments below its
 /// `log_floor` and cold segments it does not list are orphans, as is a `MANIFEST.tmp`.
 /// A file the manifest lists that is missing is corruption.
-fn live_files(dir: &Path, manifest: &Manifest) -> Result<LiveFiles> {
+fn live_files(vfs: &dyn Vfs, dir: &Path, manifest: &Manifest) -> Result<LiveFiles> {
     let manifest_path = dir.join(crate::manifest::MANIFEST_FILE_NAME);
     let mut live = LiveFiles { logs: Vec::new(), orphans: Vec::new() };
-    for (id, path) in fs::list_segments(dir)? {
+    for (id, path) in fs::list_segments(vfs, dir)? {
         if id < manifest.log_floor {
             live.orphans.push(path);
         } else {
@@ -158,52 +162,40 @@ fn live_files(dir: &Path, manifest: &Manifest) -> Result<LiveFiles> {
             ));
         }
     }
-    for (id, path) in list_cold(dir)? {
+    for (id, path) in fs::list_parsed(vfs, dir, parse_cold_file_name)? {
         if !manifest.cold.iter().any(|entry| entry.cold_id == id) {
             live.orphans.push(path);
         }
     }
     let temp = dir.join(crate::manifest::MANIFEST_TEMP_NAME);
-    if temp.exists() {
+    if fs::exists(vfs, &temp)? {
         live.orphans.push(temp);
     }
     Ok(live)
 }
 
-fn list_cold(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io_at(dir, "list", e))? {
-        let entry = entry.map_err(|e| Error::io_at(dir, "list", e))?;
-        if let Some(id) = entry.file_name().to_str().and_then(parse_cold_file_name) {
-            files.push((id, entry.path()));
-        }
-    }
-    files.sort_unstable();
-    Ok(files)
-}
-
 /// Deletes the orphans (durably); returns how many there were.
-fn remove_orphans(dir: &Path, orphans: &[PathBuf]) -> Result<u64> {
+fn remove_orphans(vfs: &dyn Vfs, dir: &Path, orphans: &[PathBuf]) -> Result<u64> {
     for path in orphans {
-        std::fs::remove_file(path).map_err(|e| Error::io_at(path, "remove orphan", e))?;
+        fs::remove_file(vfs, path, "remove orphan")?;
     }
     if !orphans.is_empty() {
-        fs::sync_dir(dir)?;
+        fs::sync_dir(vfs, dir)?;
     }
     Ok(orphans.len() as u64)
 }
 
 /// Maps every cold segment the manifest lists, checking each against its entry and the
 /// key order of the set.
-fn load_cold(dir: &Path, manifest: &Manifest, embedding_dim: usize) -> Result<ColdSet> {
+fn load_cold(vfs: &dyn Vfs, dir: &Path, manifest: &Manifest, embedding_dim: usize) -> Result<ColdSet> {
     let manifest_path = dir.join(crate::manifest::MANIFEST_FILE_NAME);
     let mut segments: Vec<Arc<ColdFile>> = Vec::with_capacity(manifest.cold.len());
     for entry in &manifest.cold {
         let path = dir.join(cold_file_name(entry.cold_id));
-        if !path.exists() {
+        if !fs::exists(vfs, &path)? {
             return Err(Error::corruption(&manifest_path, 0, format!("MANIFEST lists cold segment {}, which is missing", path.display())));
         }
-        let file = ColdFile::open(&path, entry.cold_id, embedding_dim)?;
+        let file = ColdFile::open(vfs, &path, entry.cold_id, embedding_dim)?;
         if file.rows() as u64 != entry.rows || file.file_len() != entry.file_len {
             return Err(Error::corruption(&path, 0, "cold segment's rows or length differ from what the MANIFEST recorded"));
         }
@@ -222,19 +214,19 @@ fn load_cold(dir: &Path, manifest: &Manifest, embedding_dim: usize) -> Result<Co
     Ok(ColdSet::new(segments, manifest.seq_max))
 }
 
-fn load_segments(segment_files: &[(u32, PathBuf)], embedding_dim: usize, cold_seq_max: u64) -> Result<LoadedSegments> {
+fn load_segments(vfs: &dyn Vfs, segment_files: &[(u32, PathBuf)], embedding_dim: usize, cold_seq_max: u64) -> Result<LoadedSegments> {
     let mut loaded = LoadedSegments { sealed: Vec::new(), active: None, torn_creation: None };
     for (i, (segment_id, path)) in segment_files.iter().enumerate() {
         let is_last = i + 1 == segment_files.len();
-        if is_last && !ends_with_valid_trailer(path)? {
+        if is_last && !ends_with_valid_trailer(vfs, path)? {
             let floor = loaded.sealed.last().map_or(cold_seq_max, |s| s.trailer.seq_max);
-            match load_active(path, *segment_id, embedding_dim, floor)? {
+            match load_active(vfs, path, *segment_id, embedding_dim, floor)? {
                 Some((header, bytes, scan)) => loaded.active = Some(LoadedActive { segment_id: *segment_id, header, bytes, scan }),
                 None => loaded.torn_creation = Some(*segment_id),
             }
             break;
         }
-        let segment = SealedSegment::open(path, *segment_id, embedding_dim)?;
+        let segment = SealedSegment::open(vfs, path, *segment_id, embedding_dim)?;
         let previous_seq_max = loaded.sealed.last().map_or(cold_seq_max, |p| p.trailer.seq_max);
         if segment.trailer.records_count > 0 && segment.trailer.seq_max <= previous_seq_max {
             return Err(Error::corruption(path, 0, "segment's newest seq is not newer than the previous segment's or the cold tier's"));
@@ -275,12 +267,12 @@ fn build_index(loaded: &LoadedSegments, embedding_dim: usize) -> Result<(Index, 
     Ok((index, last_seq))
 }
 
-fn read_or_create_meta(dir: &Path, options: &Options, no_segments: bool) -> Result<Meta> {
-    match Meta::read(dir)? {
+fn read_or_create_meta(vfs: &dyn Vfs, dir: &Path, options: &Options, no_segments: bool) -> Result<Meta> {
+    match Meta::read(vfs, dir)? {
         Some(meta) => Ok(meta),
         None if no_segments && !options.read_only => {
             let meta = Meta { version: FORMAT_VERSION_LATEST, embedding_dim: options.embedding_dim.unwrap_or(0) as u32 };
-            meta.write(dir)?;
+            meta.write(vfs, dir)?;
             Ok(meta)
         }
         None => Err(Error::corruption(dir.join(crate::meta::META_FILE_NAME), 0, "META is missing but log segments exist")),
@@ -291,9 +283,9 @@ fn read_or_create_meta(dir: &Path, options: &Options, no_segments: bool) -> Resu
 /// judged by the whole trailer — magic, checksum and a layout matching the file size — not by
 /// the magic alone, which content could contain: a torn or damaged trailer on the newest
 /// segment leaves it to recovery, which keeps every whole commit and cuts the rest.
-fn ends_with_valid_trailer(path: &Path) -> Result<bool> {
-    let mut file = fs::open_read(path)?;
-    let len = file.metadata().map_err(|e| Error::io_at(path, "stat", e))?.len();
+fn ends_with_valid_trailer(vfs: &dyn Vfs, path: &Path) -> Result<bool> {
+    let mut file = fs::open_read(vfs, path)?;
+    let len = fs::file_len(file.as_ref(), path)?;
     if len < (SEGMENT_HEADER_LEN + TRAILER_LEN) as u64 {
         return Ok(false);
     }
@@ -311,18 +303,21 @@ fn ends_with_valid_trailer(path: &Path) -> Result<bool> {
 /// Reads and scans the active segment. `None` when the file is a torn creation (shorter
 /// than its header, e.g. a crash right after creating it): it is removed.
 fn load_active(
+    vfs: &dyn Vfs,
     path: &Path,
     segment_id: u32,
     embedding_dim: usize,
     seq_floor: u64,
 ) -> Result<Option<(SegmentHeader, AlignedBytes, ScannedSegment)>> {
-    let mut file = fs::open_read(path)?;
-    let len = file.metadata().map_err(|e| Error::io_at(path, "stat", e))?.len();
+    let mut file = fs::open_read(vfs, path)?;
+    let len = fs::file_len(file.as_ref(), path)?;
+    let too_large = || Error::corruption(path, 0, "active segment larger than SEGMENT_FILE_BYTES_MAX");
     if len > crate::limits::SEGMENT_FILE_BYTES_MAX {
-        return Err(Error::corruption(path, 0, "active segment larger than SEGMENT_FILE_BYTES_MAX"));
+        return Err(too_large());
     }
-    let mut buffer = AlignedVec::with_capacity(len as usize);
-    file.read_exact(buffer.extend_zeroed(len as usize)).map_err(|e| Error::io_at(path, "read", e))?;
+    let len = usize::try_from(len).map_err(|_| too_large())?;
+    let mut buffer = AlignedVec::with_capacity(len);
+    file.read_exact(buffer.extend_zeroed(len)).map_err(|e| Error::io_at(path, "read", e))?;
     let bytes = buffer.freeze();
     if bytes.bytes().len() < SEGMENT_HEADER_LEN || bytes.bytes().iter().all(|&b| b == 0) {
         // The header is written and fsynced before any record is appended: a file shorter

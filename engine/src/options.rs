@@ -1,5 +1,6 @@
 //! How a database is opened: `Options`, `Durability`, `Metric`.
 
+use crate::io::vfs::{OsVfs, Vfs};
 use crate::limits;
 use crate::{Error, Result};
 
@@ -42,6 +43,8 @@ pub struct Options {
     pub(crate) threads: usize,
     pub(crate) verify_checksums: bool,
     pub(crate) clock: Clock,
+    /// The I/O seam every file operation goes through (`io/vfs.rs`): the OS, or a test's.
+    pub(crate) vfs: std::sync::Arc<dyn Vfs>,
 }
 
 /// Milliseconds since the Unix epoch; injectable for TTL tests.
@@ -71,6 +74,7 @@ impl Default for Options {
             threads: 0,
             verify_checksums: true,
             clock: Clock(None),
+            vfs: std::sync::Arc::new(OsVfs),
         }
     }
 }
@@ -165,6 +169,14 @@ impl Options {
     #[cfg(feature = "test-hooks")]
     pub fn clock(mut self, now_ms: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
         self.clock = Clock(Some(std::sync::Arc::new(now_ms)));
+        self
+    }
+
+    /// Replace the file system the engine uses (every open, read, write, fsync, rename,
+    /// unlink, map…), e.g. with a fault injector (`test_hooks::FaultVfs`).
+    #[cfg(feature = "test-hooks")]
+    pub fn vfs(mut self, vfs: std::sync::Arc<dyn Vfs>) -> Self {
+        self.vfs = vfs;
         self
     }
 

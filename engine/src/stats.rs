@@ -106,7 +106,7 @@ pub(crate) fn collect(shared: &std::sync::Arc<crate::db::Shared>) -> Stats {
     }
     for (segment_id, segment) in &table.segments {
         let path = shared.dir.join(crate::io::fs::segment_file_name(*segment_id));
-        let disk = std::fs::metadata(&path).map_or(0, |m| m.len());
+        let disk = shared.options.vfs.metadata(&path).map_or(0, |m| m.len);
         stats.disk_bytes += disk;
         if table.retired.contains(segment_id) {
             continue; // compacted, deleted once no reader needs it: counted in no tier
@@ -124,7 +124,7 @@ pub(crate) fn collect(shared: &std::sync::Arc<crate::db::Shared>) -> Stats {
         stats.disk_bytes += segment.file_len();
     }
     for name in [crate::meta::META_FILE_NAME, crate::manifest::MANIFEST_FILE_NAME] {
-        stats.disk_bytes += std::fs::metadata(shared.dir.join(name)).map_or(0, |m| m.len());
+        stats.disk_bytes += shared.options.vfs.metadata(&shared.dir.join(name)).map_or(0, |m| m.len);
     }
     if stats.live_bytes > 0 {
         stats.space_amplification = stats.disk_bytes as f64 / stats.live_bytes as f64;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::db::{PublishedState, Shared};
 use crate::io::fs;
+use crate::io::vfs::Vfs;
 use crate::log::header::{SegmentHeader, SEGMENT_HEADER_LEN};
 use crate::log::record::{self, RecordKind};
 use crate::log::recovery;
@@ -18,7 +19,9 @@ use crate::{Error, Result, VerifyReport};
 pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
     let meta_path = shared.dir.join(crate::meta::META_FILE_NAME);
-    let meta_bytes = std::fs::read(&meta_path).map_err(|e| Error::io_at(&meta_path, "read", e))?;
+    let vfs = shared.options.vfs.as_ref();
+    let missing = || Error::io_at(&meta_path, "read", std::io::Error::from(std::io::ErrorKind::NotFound));
+    let meta_bytes = fs::read_bounded(vfs, &meta_path, crate::limits::META_FILE_BYTES_MAX, "META")?.ok_or_else(missing)?;
     Meta::decode(&meta_bytes, &meta_path)?;
     report.files_checked += 1;
     report.bytes_checked += meta_bytes.len() as u64;
@@ -47,7 +50,7 @@ pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
             SegmentRef::Hot(_) => {
                 let path = shared.dir.join(fs::segment_file_name(*segment_id));
                 let end = hot_end.unwrap_or(SEGMENT_HEADER_LEN as u64);
-                verify_active(&path, shared.embedding_dim, end, seq_floor, &mut report)?;
+                verify_active(vfs, &path, shared.embedding_dim, end, seq_floor, &mut report)?;
             }
         }
     }
@@ -103,8 +106,9 @@ fn verify_sealed(segment: &Arc<SealedSegment>, report: &mut VerifyReport) -> Res
 }
 
 /// The active segment's published prefix `[0, end)`: whole commits only, every checksum.
-fn verify_active(path: &Path, embedding_dim: usize, end: u64, seq_floor: u64, report: &mut VerifyReport) -> Result<()> {
-    let mut bytes = std::fs::read(path).map_err(|e| Error::io_at(path, "read", e))?;
+fn verify_active(vfs: &dyn Vfs, path: &Path, embedding_dim: usize, end: u64, seq_floor: u64, report: &mut VerifyReport) -> Result<()> {
+    let missing = || Error::io_at(path, "read", std::io::Error::from(std::io::ErrorKind::NotFound));
+    let mut bytes = fs::read_bounded(vfs, path, crate::limits::SEGMENT_FILE_BYTES_MAX, "active segment")?.ok_or_else(missing)?;
     if (bytes.len() as u64) < end {
         return Err(Error::corruption(
             path,

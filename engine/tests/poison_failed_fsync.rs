@@ -1,23 +1,24 @@
 //! A failed fsync poisons the handle: the failing write reports an error, no later write
 //! reports success, nothing unacknowledged is served, and a reopen recovers. Method: the
-//! `test-hooks` fault injector makes every fdatasync in one directory fail.
+//! `test-hooks` fault injector behind the I/O seam (`FaultVfs`) makes every fsync fail.
 #![cfg(feature = "test-hooks")]
 
-use strata_engine::test_hooks::fail_syncs_in;
+use strata_engine::test_hooks::FaultVfs;
 use strata_engine::{Db, Durability, Error, Options};
 
 #[test]
 fn failed_fsync_poisons_until_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
-    let db = Db::open(&path, Options::new().durability(Durability::Sync)).unwrap();
+    let faults = FaultVfs::counting();
+    let db = Db::open(&path, Options::new().durability(Durability::Sync).vfs(faults.as_vfs())).unwrap();
     db.put(b"before", b"kept", None).unwrap();
 
-    fail_syncs_in(&path, true);
+    faults.fail_syncs(true);
     let failed = db.put(b"during", b"not acknowledged", None);
     assert!(failed.is_err(), "a write whose fsync failed must not report success");
     assert!(db.get(b"during").unwrap().is_none(), "an unacknowledged write is never served");
-    fail_syncs_in(&path, false);
+    faults.fail_syncs(false);
 
     // Even with a healthy disk again, the handle refuses writes until reopened.
     assert!(matches!(db.put(b"after", b"x", None), Err(Error::Poisoned { .. })), "later writes are refused");
@@ -35,11 +36,12 @@ fn failed_fsync_poisons_until_reopen() {
 fn failed_sync_call_poisons_a_none_durability_handle() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
-    let db = Db::open(&path, Options::new().durability(Durability::None)).unwrap();
+    let faults = FaultVfs::counting();
+    let db = Db::open(&path, Options::new().durability(Durability::None).vfs(faults.as_vfs())).unwrap();
     db.put(b"k", b"v", None).unwrap();
-    fail_syncs_in(&path, true);
+    faults.fail_syncs(true);
     assert!(db.sync().is_err(), "sync must report the failed fsync");
-    fail_syncs_in(&path, false);
+    faults.fail_syncs(false);
     assert!(matches!(db.put(b"k2", b"v", None), Err(Error::Poisoned { .. })));
     assert!(matches!(db.sync(), Err(Error::Poisoned { .. })), "a later sync must not report success");
 }

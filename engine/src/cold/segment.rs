@@ -11,6 +11,7 @@ use super::writer::row_crc;
 use crate::format::crc32;
 use crate::io::fs;
 use crate::io::maps::ReadOnlyMap;
+use crate::io::vfs::Vfs;
 use crate::{Error, Result};
 
 /// Rows per entry of a segment's norms cache; also the unit of work of a search's scan.
@@ -41,9 +42,8 @@ impl ColdFile {
     /// Maps `path` and validates everything but the data buffers: header, footer, the column
     /// directory against the row count, the checksums of the small columns, and the offset
     /// columns (monotonic, inside their data buffer) so that no later read can go out of bounds.
-    pub(crate) fn open(path: &Path, cold_id: u64, dim: usize) -> Result<ColdFile> {
-        let file = fs::open_read(path)?;
-        let map = ReadOnlyMap::map_sealed(&file, path)?;
+    pub(crate) fn open(vfs: &dyn Vfs, path: &Path, cold_id: u64, dim: usize) -> Result<ColdFile> {
+        let map = fs::map(vfs, path)?;
         let bytes = map.bytes();
         let (header_id, header_rows, header_dim) = layout::header_decode(bytes, path)?;
         if header_id != cold_id {
@@ -367,6 +367,14 @@ const _: () = assert!(COLUMN_COUNT == Column::ALL.len());
 mod tests {
     use super::*;
     use crate::cold::writer::{write_segment, OwnedRow, OwnedRows};
+    use crate::io::vfs::{OpenMode, OsVfs};
+
+    /// The whole file, read through the seam.
+    fn read_all(path: &Path) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut OsVfs.open(path, OpenMode::Read).unwrap(), &mut bytes).unwrap();
+        bytes
+    }
 
     fn row(key: &[u8], content: &[u8], embedding: Option<Vec<f32>>, seq: u64) -> OwnedRow {
         OwnedRow { key: key.to_vec(), content: content.to_vec(), embedding, seq, expires_at_ms: seq * 7 % 3 }
@@ -375,15 +383,15 @@ mod tests {
     fn write_and_open(rows: &OwnedRows, dim: usize) -> (tempfile::TempDir, ColdFile) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(layout::cold_file_name(5));
-        write_segment(&path, 5, dim, rows).unwrap();
-        let file = ColdFile::open(&path, 5, dim).unwrap();
+        write_segment(&OsVfs, &path, 5, dim, rows).unwrap();
+        let file = ColdFile::open(&OsVfs, &path, 5, dim).unwrap();
         (dir, file)
     }
 
     fn assert_round_trip(rows: &OwnedRows, file: &ColdFile) {
         assert_eq!(file.rows(), rows.0.len());
         for (i, expected) in rows.0.iter().enumerate() {
-            let record = crate::Record::from_cold(&std::sync::Arc::new(ColdFile::open(&file.path, 5, file.dim).unwrap()), i);
+            let record = crate::Record::from_cold(&std::sync::Arc::new(ColdFile::open(&OsVfs, &file.path, 5, file.dim).unwrap()), i);
             assert_eq!(record.key(), &expected.key[..], "row {i}");
             assert_eq!(record.content(), &expected.content[..], "row {i}");
             assert_eq!(record.embedding(), expected.embedding.as_deref(), "row {i}");
@@ -449,18 +457,20 @@ mod tests {
         );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(layout::cold_file_name(5));
-        write_segment(&path, 5, 2, &rows).unwrap();
-        let good = std::fs::read(&path).unwrap();
+        write_segment(&OsVfs, &path, 5, 2, &rows).unwrap();
+        let good = read_all(&path);
         for at in 0..good.len() {
             let mut bad = good.clone();
             bad[at] ^= 0x20;
-            std::fs::write(&path, &bad).unwrap();
-            let Ok(file) = ColdFile::open(&path, 5, 2) else { continue };
+            let mut file = OsVfs.open(&path, OpenMode::ReadWrite).unwrap();
+            std::io::Write::write_all(&mut file, &bad).unwrap();
+            drop(file);
+            let Ok(file) = ColdFile::open(&OsVfs, &path, 5, 2) else { continue };
             assert!(file.verify().is_err(), "flip at {at} passed open and verify");
             // Whatever opened: a row either fails its check or is exactly what was written.
             for (i, expected) in rows.0.iter().enumerate() {
                 if file.check_row(i).is_ok() {
-                    let record = crate::Record::from_cold(&std::sync::Arc::new(ColdFile::open(&path, 5, 2).unwrap()), i);
+                    let record = crate::Record::from_cold(&std::sync::Arc::new(ColdFile::open(&OsVfs, &path, 5, 2).unwrap()), i);
                     assert_eq!(
                         (record.key(), record.content(), record.embedding()),
                         (&expected.key[..], &expected.content[..], expected.embedding.as_deref()),

@@ -2,13 +2,13 @@
 //! (one pass over the rows per column), fdatasynced, and never opened for writing again.
 //! It becomes part of the database only when a manifest lists it (`manifest.rs`).
 
-use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use super::filter;
 use super::layout::{self, BufferEntry, Column, Footer, BUFFER_ALIGN, FENCE_ROWS, HEADER_LEN};
 use crate::io::fs;
+use crate::io::vfs::{File, Vfs};
 use crate::{Error, Result};
 
 /// One row as the writer reads it.
@@ -94,14 +94,14 @@ impl BufferWriter {
 }
 
 /// Writes `rows` as a new cold segment file at `path` (which must not exist) and fdatasyncs it.
-pub(crate) fn write_segment(path: &Path, cold_id: u64, dim: usize, rows: &dyn RowSource) -> Result<WrittenSegment> {
+pub(crate) fn write_segment(vfs: &dyn Vfs, path: &Path, cold_id: u64, dim: usize, rows: &dyn RowSource) -> Result<WrittenSegment> {
     let n = rows.rows();
     for i in 1..n {
         if rows.row(i - 1).key >= rows.row(i).key {
             return Err(Error::invalid("rows", format!("cold segment rows must be sorted by unique key (row {i})")));
         }
     }
-    let file = fs::create_new(path)?;
+    let file = fs::create_new(vfs, path)?;
     let mut w = BufferWriter { out: BufWriter::with_capacity(1 << 20, file), position: 0, hasher: crc32fast::Hasher::new(), start: 0 };
     let io = |e: std::io::Error| Error::io_at(path, "write cold segment", e);
     w.put(&layout::header_encode(cold_id, n as u64, dim as u32)).map_err(io)?;
@@ -185,7 +185,7 @@ pub(crate) fn write_segment(path: &Path, cold_id: u64, dim: usize, rows: &dyn Ro
     w.put(&footer.encode()).map_err(io)?;
     let file_len = w.position;
     let file = w.out.into_inner().map_err(|e| io(e.into_error()))?;
-    fs::sync_data(&file, path)?;
+    fs::sync_data(file.as_ref(), path)?;
     Ok(WrittenSegment { file_len, rows: n as u64 })
 }
 

@@ -14,21 +14,21 @@
 //!    is outside the contract, as with every mmap-based engine (LMDB documents the same).
 #![allow(unsafe_code)]
 
-use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use crate::{Error, Result};
 
-/// A read-only map of a whole sealed file. Empty files are represented without a map
+/// A read-only map of a whole sealed file (public only to name it in the `test-hooks` `Vfs`
+/// trait; nothing outside this module can make one). Empty files are represented without a map
 /// (mapping zero bytes is an error on Linux).
-pub(crate) struct ReadOnlyMap {
+pub struct ReadOnlyMap {
     map: Option<memmap2::Mmap>,
 }
 
 impl ReadOnlyMap {
-    /// Maps `file` (opened read-only from `path`) as it is now.
-    pub(crate) fn map_sealed(file: &File, path: &Path) -> Result<Self> {
-        let len = file.metadata().map_err(|e| Error::io_at(path, "stat", e))?.len();
+    /// Maps `file` (opened read-only from `path` by `vfs::OsVfs`, `len` bytes long) as it is now.
+    pub(crate) fn map_sealed(file: &impl AsRawFd, len: u64, path: &Path) -> Result<Self> {
         if len == 0 {
             return Ok(ReadOnlyMap { map: None });
         }

@@ -28,6 +28,18 @@ impl HotSegment {
         self.buffers.insert(offset, bytes);
     }
 
+    /// Drops every commit buffer that starts at or after `end` (the commits of a failed
+    /// group, never published in the index).
+    pub(crate) fn truncate(&self, end: u64) {
+        while let Some(last) = self.buffers.back() {
+            if u64::from(*last.key()) < end {
+                break;
+            }
+            last.remove();
+        }
+        debug_assert!(self.end() <= end.max(super::header::SEGMENT_HEADER_LEN as u64));
+    }
+
     /// Segment offset just past the last published byte (the header's end when empty).
     pub(crate) fn end(&self) -> u64 {
         self.buffers.back().map_or(super::header::SEGMENT_HEADER_LEN as u64, |e| u64::from(*e.key()) + e.value().bytes().len() as u64)

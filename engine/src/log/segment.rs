@@ -8,6 +8,7 @@ use super::record::{self, RecordView};
 use super::trailer::{HintEntry, Trailer};
 use crate::io::fs;
 use crate::io::maps::ReadOnlyMap;
+use crate::io::vfs::Vfs;
 use crate::{Error, Result};
 
 /// A sealed segment, a.k.a. a warm segment or a sealed log file.
@@ -21,9 +22,8 @@ pub(crate) struct SealedSegment {
 
 impl SealedSegment {
     /// Maps and validates the header and trailer of a sealed segment.
-    pub(crate) fn open(path: &Path, segment_id: u32, embedding_dim: usize) -> Result<SealedSegment> {
-        let file = fs::open_read(path)?;
-        let map = ReadOnlyMap::map_sealed(&file, path)?;
+    pub(crate) fn open(vfs: &dyn Vfs, path: &Path, segment_id: u32, embedding_dim: usize) -> Result<SealedSegment> {
+        let map = fs::map(vfs, path)?;
         let bytes = map.bytes();
         if bytes.len() as u64 > crate::limits::SEGMENT_FILE_BYTES_MAX {
             return Err(Error::corruption(path, 0, "segment file larger than SEGMENT_FILE_BYTES_MAX"));

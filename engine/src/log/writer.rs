@@ -14,7 +14,6 @@
 //! group mark recording `durable_len`, the offset up to which the file is known durable.
 //! `durable_len` only moves forward after a successful fdatasync of everything before it.
 
-use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,6 +25,7 @@ use super::segment::SealedSegment;
 use super::trailer::HintBuilder;
 use crate::io::aligned::AlignedBytes;
 use crate::io::fs;
+use crate::io::vfs::{File, Vfs};
 use crate::{Error, Result};
 
 /// Appends smaller than this are gathered in memory and written together.
@@ -68,14 +68,14 @@ pub(crate) struct ResumedSegment {
 impl ActiveSegment {
     /// Creates a new, empty segment file durably (file and directory fsynced), in the
     /// latest format.
-    pub(crate) fn create(dir: &Path, segment_id: u32, embedding_dim: usize) -> Result<ActiveSegment> {
+    pub(crate) fn create(vfs: &dyn Vfs, dir: &Path, segment_id: u32, embedding_dim: usize) -> Result<ActiveSegment> {
         let path = dir.join(fs::segment_file_name(segment_id));
-        let mut file = fs::create_new(&path)?;
+        let mut file = fs::create_new(vfs, &path)?;
         let embedding_dim_u32 = u32::try_from(embedding_dim).map_err(|_| Error::invalid("embedding_dim", "beyond u32"))?;
         let header = SegmentHeader::latest(segment_id, embedding_dim_u32);
         file.write_all(&header.encode()).map_err(|e| Error::io_at(&path, "write", e))?;
         fs::sync_data(&file, &path)?;
-        fs::sync_dir(dir)?;
+        fs::sync_dir(vfs, dir)?;
         let len = SEGMENT_HEADER_LEN as u64;
         Ok(ActiveSegment {
             file,
@@ -98,11 +98,17 @@ impl ActiveSegment {
     /// recovered prefix (a torn tail is dropped) and fdatasynced — the prefix may have been
     /// only in the page cache (a `kill -9` under `Durability::Flush`), and the next group
     /// mark will claim it durable — and the hot mirror and hint are rebuilt.
-    pub(crate) fn resume(dir: &Path, segment_id: u32, embedding_dim: usize, resumed: ResumedSegment) -> Result<ActiveSegment> {
+    pub(crate) fn resume(
+        vfs: &dyn Vfs,
+        dir: &Path,
+        segment_id: u32,
+        embedding_dim: usize,
+        resumed: ResumedSegment,
+    ) -> Result<ActiveSegment> {
         let path = dir.join(fs::segment_file_name(segment_id));
-        let mut file = fs::open_append(&path)?;
+        let mut file = fs::open_append(vfs, &path)?;
         let len = resumed.bytes.bytes().len() as u64;
-        let on_disk = file.metadata().map_err(|e| Error::io_at(&path, "stat", e))?.len();
+        let on_disk = fs::file_len(file.as_ref(), &path)?;
         if on_disk != len {
             debug_assert!(on_disk > len, "recovery only cuts");
             file.set_len(len).map_err(|e| Error::io_at(&path, "truncate torn tail of", e))?;
@@ -238,10 +244,10 @@ impl ActiveSegment {
     }
 
     /// Writes the hint block and trailer, fsyncs, and reopens the file as a sealed segment.
-    pub(crate) fn seal(mut self) -> Result<SealedSegment> {
+    pub(crate) fn seal(mut self, vfs: &dyn Vfs) -> Result<SealedSegment> {
         let tail = self.hint.finish(self.len, self.header.version);
         self.write_out(&tail)?;
         self.sync()?;
-        SealedSegment::open(&self.path, self.segment_id, self.embedding_dim)
+        SealedSegment::open(vfs, &self.path, self.segment_id, self.embedding_dim)
     }
 }
