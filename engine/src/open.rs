@@ -25,9 +25,15 @@ use crate::{Error, Options, Result};
 
 pub(crate) fn open(dir: &Path, options: Options) -> Result<Db> {
     options.validate()?;
+    if options.read_only {
+        // Before the META check: an unfinished repair swap may have moved META.
+        crate::repair::finish_interrupted(dir, true)?;
+    }
     prepare_dir(dir, options.read_only)?;
     let lock = if options.read_only { None } else { Some(DirLock::acquire(dir)?) };
-    crate::repair::finish_interrupted(dir, options.read_only)?;
+    if !options.read_only {
+        crate::repair::finish_interrupted(dir, false)?;
+    }
     let stored_manifest = Manifest::read(dir)?;
     let is_new = stored_manifest.is_none() && fs::list_segments(dir)?.is_empty();
     let meta = read_or_create_meta(dir, &options, is_new)?;
