@@ -177,3 +177,39 @@ fn a_first_compaction_that_never_installed_its_manifest_still_opens_and_cleans_u
     let left: Vec<String> = listing(&dir).into_iter().map(|(n, _)| n).collect();
     assert!(left.iter().all(|n| !n.ends_with(".cold") && n != "MANIFEST.tmp"), "orphans removed: {left:?}");
 }
+
+/// Without a MANIFEST, a cold segment is an orphan only if the log holds everything it does:
+/// one holding a seq newer than the log's newest proves the log's tail is gone too. A cold
+/// segment cut short (no footer) was never finished and is an orphan.
+#[test]
+fn without_a_manifest_a_cold_segment_newer_than_the_log_is_corruption_and_a_torn_one_an_orphan() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let (dir, longer) = (temp.path().join("db"), temp.path().join("longer"));
+    let mut model = BTreeMap::new();
+    let db = Db::open(&dir, options()).expect("open");
+    for i in 0..100u32 {
+        put(&db, &mut model, format!("k/{i:04}").as_bytes(), b"v", i);
+    }
+    db.seal().expect("seal");
+    db.close().expect("close");
+    drop(db);
+    copy_dir(&dir, &longer);
+    let db = Db::open(&longer, options()).expect("open copy");
+    db.put(b"k/newer", b"newer than anything in db", None).expect("put");
+    db.seal().expect("seal");
+    db.compact().expect("compact");
+    db.close().expect("close");
+    drop(db);
+    let cold = listing(&longer).into_iter().map(|(n, _)| n).find(|n| n.ends_with(".cold")).expect("cold");
+    let bytes = std::fs::read(longer.join(&cold)).expect("read cold");
+
+    std::fs::write(dir.join(&cold), &bytes).expect("plant a newer cold segment");
+    let before = listing(&dir);
+    assert_corruption_naming(&Db::open(&dir, options()).expect_err("not provably an orphan"), "MANIFEST");
+    assert_eq!(listing(&dir), before, "nothing deleted");
+
+    std::fs::write(dir.join(&cold), &bytes[..bytes.len() / 2]).expect("plant a torn one");
+    let db = Db::open(&dir, options()).expect("a cold segment without a footer was never finished");
+    assert_eq!(db.stats().orphans_removed, 1);
+    assert_eq!(collect(db.iter()), model.values().cloned().collect::<Vec<_>>());
+}

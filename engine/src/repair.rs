@@ -413,6 +413,8 @@ fn drop_commit(commit: Option<OpenCommit>, loss: &mut FileLoss, why: &str) {
 
 /// Salvages the rows of one cold segment whose row checksum holds. Needs the footer (the
 /// column directory); buffers are read with bounds checks only, whatever their checksums say.
+/// One path for intact and damaged files, not `ColdFile`: `ColdFile::open` refuses a file
+/// whose small columns fail their checksums, and the row checksum decides a row either way.
 fn salvage_cold(path: &Path, embedding_dim: usize, salvage: &mut Salvage) -> Result<()> {
     let bytes = std::fs::read(path).map_err(|e| Error::io_at(path, "read", e))?;
     let mut loss = FileLoss::default();
