@@ -355,6 +355,7 @@ fn scan_commits(bytes: &[u8], embedding_dim: usize, loss: &mut FileLoss, salvage
     let mut position = SEGMENT_HEADER_LEN;
     let mut expected = SEGMENT_HEADER_LEN; // where the next record starts if nothing is damaged
     let mut clean = true;
+    let mut newest_kept = 0u64;
     let mut commit: Option<OpenCommit> = None;
     // Bounded: each step advances `position` by 8 bytes or by a whole record.
     while position + RECORD_HEADER_LEN <= bytes.len() {
@@ -383,7 +384,7 @@ fn scan_commits(bytes: &[u8], embedding_dim: usize, loss: &mut FileLoss, salvage
         open.views.push(view);
         if end {
             if let Some(done) = commit.take() {
-                keep_commit(done, bytes, loss, salvage);
+                keep_commit(done, bytes, loss, salvage, &mut newest_kept);
             }
             clean = true;
         }
@@ -392,11 +393,20 @@ fn scan_commits(bytes: &[u8], embedding_dim: usize, loss: &mut FileLoss, salvage
     loss.lose(expected, bytes.len(), "bytes that are not a valid record (damage or a torn tail)");
 }
 
-fn keep_commit(commit: OpenCommit, bytes: &[u8], loss: &mut FileLoss, salvage: &mut Salvage) {
+/// Keeps a whole commit found by the scan. Commits reach a segment in seq order, so one
+/// whose seq is not above the last one kept is not a commit of this segment: a record image
+/// that damaged bytes (content holding a copy of strata records) happened to expose.
+fn keep_commit(commit: OpenCommit, bytes: &[u8], loss: &mut FileLoss, salvage: &mut Salvage, newest_kept: &mut u64) {
+    let seq = commit.views.first().map_or(0, |v| v.seq);
     if !commit.clean_start {
         drop_commit(Some(commit), loss, "it follows damaged bytes that may hold its first records");
         return;
     }
+    if seq <= *newest_kept {
+        drop_commit(Some(commit), loss, "its seq is not above the previous commit's (a record image, not a commit)");
+        return;
+    }
+    *newest_kept = seq;
     for view in &commit.views {
         salvage.offer(&bytes[view.key.clone()], version_of(bytes, view));
     }
@@ -707,6 +717,66 @@ mod tests {
 
     fn range(start: u64, end: u64) -> LostRange {
         LostRange { start, end, detail: String::from("x") }
+    }
+
+    /// A segment image: the header, then `records` (kind, key, seq, commit end) in order.
+    fn segment(records: &[(RecordKind, &[u8], u64, bool)]) -> (Vec<u8>, Vec<usize>) {
+        let mut bytes = SegmentHeader { segment_id: 1, embedding_dim: 0 }.encode().to_vec();
+        let mut starts = Vec::new();
+        for &(kind, key, seq, end) in records {
+            let content: &[u8] = if kind == RecordKind::Put { b"some content" } else { b"" };
+            let fields = record::RecordFields { kind, key, content, embedding: None, expires_at_ms: 0 };
+            starts.push(bytes.len());
+            bytes.extend_from_slice(record::encode_one(&fields, seq, end).bytes());
+        }
+        (bytes, starts)
+    }
+
+    fn scanned(bytes: &[u8]) -> (BTreeMap<Vec<u8>, u64>, FileLoss) {
+        let (mut loss, mut salvage) = (FileLoss::default(), Salvage::default());
+        scan_commits(bytes, 0, &mut loss, &mut salvage);
+        (salvage.versions.into_iter().map(|(k, v)| (k, v.seq)).collect(), loss)
+    }
+
+    #[test]
+    fn the_scan_keeps_whole_commits_and_drops_what_damage_may_have_split() {
+        use RecordKind::{CloseMark, Delete, Put};
+        let records: [(RecordKind, &[u8], u64, bool); 7] = [
+            (Put, b"a", 5, true),
+            (Put, b"b", 6, false),
+            (Delete, b"c", 6, true),
+            (CloseMark, b"", 6, true),
+            (Put, b"d", 7, true),
+            (Put, b"e", 8, true),
+            (Put, b"f", 9, true),
+        ];
+        let (bytes, starts) = segment(&records);
+        let (kept, loss) = scanned(&bytes);
+        assert_eq!(kept.keys().map(|k| k.as_slice()).collect::<Vec<_>>(), [b"a", b"b", b"c", b"d", b"e", b"f"]);
+        assert!(loss.ranges.is_empty(), "an intact segment loses nothing");
+
+        // Damage in the batch's second record: the batch goes whole; the mark after it is a
+        // boundary, so `d` is kept.
+        let mut damaged = bytes.clone();
+        damaged[starts[2] + 20] ^= 1;
+        let (kept, loss) = scanned(&damaged);
+        assert_eq!(kept.keys().map(|k| k.as_slice()).collect::<Vec<_>>(), [b"a", b"d", b"e", b"f"]);
+        assert_eq!(loss.records_lost, 1, "the intact `b` of the broken batch is counted");
+
+        // Damage in `d`: `e` follows damaged bytes and cannot be proven whole; `f` can.
+        let mut damaged = bytes.clone();
+        damaged[starts[4] + 33] ^= 1;
+        let (kept, _) = scanned(&damaged);
+        assert_eq!(kept.keys().map(|k| k.as_slice()).collect::<Vec<_>>(), [b"a", b"b", b"c", b"f"]);
+    }
+
+    #[test]
+    fn the_scan_drops_a_commit_whose_seq_goes_back() {
+        use RecordKind::Put;
+        let (bytes, _) = segment(&[(Put, b"a", 5, true), (Put, b"old-image", 3, true), (Put, b"b", 6, true)]);
+        let (kept, loss) = scanned(&bytes);
+        assert_eq!(kept, BTreeMap::from([(b"a".to_vec(), 5), (b"b".to_vec(), 6)]));
+        assert_eq!(loss.records_lost, 1);
     }
 
     #[test]
