@@ -202,6 +202,8 @@ enum Damage {
     Hint(&'static str),
     /// A sealed segment's trailer (the segment is then read by scanning).
     Trailer(&'static str),
+    /// `META` or `MANIFEST`: salvage goes on without them (every file is read).
+    Small(&'static str),
 }
 
 fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
@@ -273,6 +275,7 @@ impl Built {
                 (file, range.end - 3, versions_of(&lost))
             }
             Damage::LogHeader(file) => (self.file_name(file), 20, BTreeSet::new()),
+            Damage::Small(file) => (file.to_string(), 20, BTreeSet::new()),
             Damage::Hint(file) | Damage::Trailer(file) => {
                 let file = self.file_name(file);
                 let bytes = std::fs::read(self.pristine.join(&file)).expect("read log");
@@ -390,6 +393,8 @@ fn damage_in_each_file_kind_alone_and_together_loses_only_what_it_hit() {
         ("warm-hint", vec![Damage::Hint("warm1")]),
         ("warm-trailer", vec![Damage::Trailer("warm0")]),
         ("log-header", vec![Damage::LogHeader("warm1")]),
+        ("meta", vec![Damage::Small("META")]),
+        ("manifest", vec![Damage::Small("MANIFEST")]),
         ("hot-record", vec![Damage::LogRecord("hot", "hot/005", true)]),
         ("hot-batch-member", vec![Damage::LogRecord("hot", "hot/b1", true)]),
         (
@@ -404,7 +409,8 @@ fn damage_in_each_file_kind_alone_and_together_loses_only_what_it_hit() {
     ];
     for (name, damages) in &cases {
         let (_, lost) = repair_case(&built, name, damages);
-        assert!(!lost.is_empty() || damages.iter().all(|d| matches!(d, Damage::Hint(_) | Damage::Trailer(_) | Damage::LogHeader(_))));
+        let harmless = |d: &Damage| matches!(d, Damage::Hint(_) | Damage::Trailer(_) | Damage::LogHeader(_) | Damage::Small(_));
+        assert!(!lost.is_empty() || damages.iter().all(harmless), "{name}: the case loses something");
     }
 }
 
@@ -494,4 +500,21 @@ fn an_interrupted_swap_is_rolled_forward_by_repair_or_open() {
     let report = strata::repair(&crashed).expect("repair");
     assert!(report.rebuilt && !crashed.join("repair-1.tmp").exists(), "{report:?}");
     check_reads(&crashed, &built, &lost, "crash before the commit point");
+}
+
+#[test]
+fn a_missing_meta_is_rebuilt_from_the_segment_headers() {
+    let built = build();
+    let dir = built._temp.path().join("no-meta");
+    copy_tree(&built.pristine, &dir);
+    std::fs::remove_file(dir.join("META")).expect("remove META");
+    let report = strata::repair(&dir).expect("repair");
+    assert!(report.rebuilt && report.damaged_files.iter().any(|f| f.missing && f.path == dir.join("META")), "{report:?}");
+    check_reads(&dir, &built, &BTreeSet::new(), "no META");
+
+    let empty = built._temp.path().join("not-a-database");
+    std::fs::create_dir(&empty).expect("mkdir");
+    assert!(matches!(strata::repair(&empty), Err(Error::Io(_))), "nothing to salvage is an error");
+    assert!(listing(&empty).is_empty(), "and leaves nothing behind");
+    assert!(matches!(strata::repair(&built._temp.path().join("absent")), Err(Error::Io(_))));
 }

@@ -39,8 +39,9 @@ const NEW_DIR: &str = "new";
 const INCOMING_DIR: &str = "incoming";
 
 pub(crate) fn repair(dir: &Path) -> Result<RepairReport> {
-    if !dir.is_dir() {
-        return Err(Error::io_at(dir, "repair", std::io::Error::from(std::io::ErrorKind::NotFound)));
+    // Not a database (no file of one, no repair of one): an error, and no LOCK file left.
+    if !dir.is_dir() || (!has_database_files(dir)? && aside_dirs(dir)?.is_empty()) {
+        return Err(Error::io_at(dir, "repair: no strata database at", std::io::Error::from(std::io::ErrorKind::NotFound)));
     }
     let _lock = DirLock::acquire(dir)?;
     finish_interrupted(dir, false)?;
