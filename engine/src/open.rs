@@ -29,13 +29,22 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Db> {
     options.validate()?;
     let vfs_handle = options.vfs.clone();
     let vfs = vfs_handle.as_ref();
+    if options.read_only {
+        // Before the META check: an unfinished repair swap may have moved META.
+        crate::repair::finish_interrupted(dir, true)?;
+    }
     prepare_dir(vfs, dir, options.read_only)?;
     let lock = if options.read_only { None } else { Some(DirLock::acquire(vfs, dir)?) };
+    if !options.read_only {
+        crate::repair::finish_interrupted(dir, false)?;
+    }
     let stored_manifest = Manifest::read(vfs, dir)?;
     let is_new = stored_manifest.is_none() && fs::list_segments(vfs, dir)?.is_empty();
     let meta = read_or_create_meta(vfs, dir, &options, is_new)?;
+    let has_manifest = stored_manifest.is_some();
     let manifest = stored_manifest.unwrap_or_default();
     let live = live_files(vfs, dir, &manifest)?;
+    check_log_sequence(dir, has_manifest, &manifest, &live)?;
     let segment_files = live.logs;
     let embedding_dim = meta.embedding_dim as usize;
     if let Some(wanted) = options.embedding_dim.filter(|&d| d != embedding_dim) {
@@ -48,6 +57,9 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Db> {
     let loaded = load_segments(vfs, &segment_files, embedding_dim, manifest.seq_max)?;
     let (index, mut last_seq) = build_index(&loaded, embedding_dim)?;
     last_seq = last_seq.max(manifest.seq_max);
+    if !has_manifest {
+        check_cold_orphans_superseded(vfs, dir, &live.orphans, last_seq)?;
+    }
     // Only once everything live has been validated: a failing open changes nothing.
     let orphans_removed = if options.read_only { 0 } else { remove_orphans(vfs, dir, &live.orphans)? };
     if !options.read_only && meta.version < FORMAT_VERSION_LATEST {
@@ -60,7 +72,7 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Db> {
         table.segments.insert(segment.segment_id, SegmentRef::Sealed(segment.clone()));
     }
     let mut next_id = match segment_files.last() {
-        None => 1,
+        None => first_log_id(&manifest),
         Some((id, _)) => id.checked_add(1).ok_or_else(|| Error::invalid("segment id", "segment ids are exhausted (u32::MAX reached)"))?,
     };
     if let (Some(segment_id), false) = (loaded.torn_creation, options.read_only) {
@@ -138,6 +150,81 @@ struct LoadedSegments {
 struct LiveFiles {
     logs: Vec<(u32, PathBuf)>,
     orphans: Vec<PathBuf>,
+    /// Any `.cold` file is in the directory, listed or not.
+    has_cold: bool,
+}
+
+/// The id the oldest live log segment must have: a new database starts at 1, and only a
+/// compaction deletes log segments, all of them below the `log_floor` it installs.
+fn first_log_id(manifest: &Manifest) -> u32 {
+    manifest.log_floor.max(1)
+}
+
+/// Contract 9: a log segment that should exist and does not is corruption, never a license
+/// to drop what it held (its tombstones, above all). Log ids are allocated one after another
+/// (a torn creation's id is reused, never skipped) and deleted only below the MANIFEST's
+/// `log_floor`, so the live ids must be exactly `first_log_id ..= newest`. Without a MANIFEST,
+/// segments that do not start at 1 mean a compaction moved the first ones into a cold tier
+/// whose MANIFEST is lost.
+fn check_log_sequence(dir: &Path, has_manifest: bool, manifest: &Manifest, live: &LiveFiles) -> Result<()> {
+    let first = first_log_id(manifest);
+    let Some(&(oldest, _)) = live.logs.first() else { return Ok(()) };
+    debug_assert!(live.logs.windows(2).all(|w| w[0].0 < w[1].0), "segments are listed in ascending id order");
+    let repair_hint = "; run strata::repair to salvage";
+    if !has_manifest && oldest != first && live.has_cold {
+        return Err(Error::corruption(
+            dir.join(crate::manifest::MANIFEST_FILE_NAME),
+            0,
+            format!(
+                "MANIFEST is missing, but cold segments exist and the log segments start at {} (segment {} and after were \
+                 compacted into a cold tier only the MANIFEST describes); nothing was deleted{repair_hint}",
+                fs::segment_file_name(oldest),
+                fs::segment_file_name(first),
+            ),
+        ));
+    }
+    let mut expected = first;
+    for &(id, _) in &live.logs {
+        if id != expected {
+            let why = if has_manifest { "below the next live segment, above the MANIFEST's log_floor" } else { "and there is no MANIFEST" };
+            return Err(Error::corruption(
+                dir.join(fs::segment_file_name(expected)),
+                0,
+                format!(
+                    "log segment {} is missing ({why}): the segments after it may depend on it (its deletes){repair_hint}",
+                    fs::segment_file_name(expected)
+                ),
+            ));
+        }
+        expected = id.saturating_add(1);
+    }
+    Ok(())
+}
+
+/// Without a MANIFEST, an unlisted cold segment is an orphan of a first compaction cut short
+/// before its MANIFEST was installed: every row it holds is still in the log segments, which
+/// `check_log_sequence` proved whole from id 1. A cold segment holding a seq newer than the
+/// log's newest proves otherwise (the MANIFEST and the log's tail are both gone): corruption.
+/// A segment whose footer does not decode was never finished (a compaction fdatasyncs a
+/// segment before any MANIFEST lists it).
+fn check_cold_orphans_superseded(vfs: &dyn Vfs, dir: &Path, orphans: &[PathBuf], last_seq: u64) -> Result<()> {
+    for path in orphans.iter().filter(|p| p.extension().is_some_and(|e| e == crate::cold::layout::COLD_EXTENSION)) {
+        let map = fs::map(vfs, path)?;
+        let Ok((footer, _)) = crate::cold::layout::Footer::decode(map.bytes(), path) else { continue };
+        if footer.rows > 0 && footer.seq_max > last_seq {
+            return Err(Error::corruption(
+                dir.join(crate::manifest::MANIFEST_FILE_NAME),
+                0,
+                format!(
+                    "MANIFEST is missing, and cold segment {} holds seq {} while the log ends at seq {last_seq}: \
+                     it is not an orphan; nothing was deleted; run strata::repair to salvage",
+                    path.display(),
+                    footer.seq_max
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Classifies the directory's files against the manifest: log segments below its
@@ -145,7 +232,7 @@ struct LiveFiles {
 /// A file the manifest lists that is missing is corruption.
 fn live_files(vfs: &dyn Vfs, dir: &Path, manifest: &Manifest) -> Result<LiveFiles> {
     let manifest_path = dir.join(crate::manifest::MANIFEST_FILE_NAME);
-    let mut live = LiveFiles { logs: Vec::new(), orphans: Vec::new() };
+    let mut live = LiveFiles { logs: Vec::new(), orphans: Vec::new(), has_cold: false };
     for (id, path) in fs::list_segments(vfs, dir)? {
         if id < manifest.log_floor {
             live.orphans.push(path);
@@ -163,6 +250,7 @@ fn live_files(vfs: &dyn Vfs, dir: &Path, manifest: &Manifest) -> Result<LiveFile
         }
     }
     for (id, path) in fs::list_parsed(vfs, dir, parse_cold_file_name)? {
+        live.has_cold = true;
         if !manifest.cold.iter().any(|entry| entry.cold_id == id) {
             live.orphans.push(path);
         }
@@ -172,6 +260,11 @@ fn live_files(vfs: &dyn Vfs, dir: &Path, manifest: &Manifest) -> Result<LiveFile
         live.orphans.push(temp);
     }
     Ok(live)
+}
+
+/// The cold segment files in `dir`, by id.
+pub(crate) fn list_cold(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    fs::list_parsed(vfs, dir, parse_cold_file_name)
 }
 
 /// Deletes the orphans (durably); returns how many there were.

@@ -82,9 +82,51 @@ pub struct VerifyReport {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RepairReport {
+    /// Intact record versions found (log records of whole commits, cold rows whose row
+    /// checksum held); for a database that verified, the records `Db::verify` checked.
     pub records_salvaged: u64,
+    /// Records known to be lost: a sealed segment's or cold segment's record count minus
+    /// those salvaged, plus intact records of commits that could not be proven whole. Records
+    /// in bytes no count covers (a damaged active segment, a missing file) are not knowable
+    /// and not counted: see `damaged_files`.
     pub records_lost: u64,
+    /// Bytes of the damaged files that could not be salvaged (sum of the lost ranges).
     pub bytes_lost: u64,
+    /// Live records (newest salvaged version of each key, not deleted) in the rebuilt database.
+    pub records_written: u64,
+    /// `false` when the database opened and verified: repair changed nothing.
+    pub rebuilt: bool,
+    /// Where the original files were moved (inside the database directory), when rebuilt.
+    pub originals_dir: Option<std::path::PathBuf>,
+    /// Every file that was damaged or missing, with what was lost.
+    pub damaged_files: Vec<DamagedFile>,
+}
+
+/// One damaged or missing file, as `strata::repair` found it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DamagedFile {
+    /// Where the file was (or should have been) in the database directory.
+    pub path: std::path::PathBuf,
+    /// The file should exist and does not.
+    pub missing: bool,
+    /// Byte ranges that could not be salvaged, in file order.
+    pub lost_ranges: Vec<LostRange>,
+    /// Records of this file known to be lost (at least this many).
+    pub records_lost: u64,
+    /// `records_lost` is exact: the file's own count (a sealed segment's hint block, a cold
+    /// segment's footer) survived.
+    pub records_lost_is_exact: bool,
+}
+
+/// A byte range of a damaged file that could not be salvaged.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LostRange {
+    pub start: u64,
+    pub end: u64,
+    /// What was wrong there.
+    pub detail: String,
 }
 
 /// Walks every live key (index and cold tier, merged) at the visible seq: exact live
