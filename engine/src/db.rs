@@ -546,7 +546,7 @@ impl Db {
         }
         self.shared.queue.check_open()?;
         let mut slot = self.shared.writer();
-        let writer = slot.as_mut().ok_or_else(|| Error::Poisoned { cause: "the log writer was lost to an earlier failure".into() })?;
+        let writer = slot.as_mut().ok_or_else(lost_writer)?;
         if let Err(e) = writer.sync() {
             *slot = None;
             drop(slot);

@@ -41,16 +41,15 @@ pub(crate) fn crc32(bytes: &[u8]) -> u32 {
 
 /// Checks a version read from disk against what this build reads (`META`, log segment headers).
 pub(crate) fn check_version(path: &std::path::Path, found: u32) -> crate::Result<()> {
-    check_version_up_to(path, found, FORMAT_VERSION_LATEST)
-}
-
-/// Checks a version of a structure whose newest version this build knows is `latest`.
-pub(crate) fn check_version_up_to(path: &std::path::Path, found: u32, latest: u32) -> crate::Result<()> {
-    debug_assert!(latest <= FORMAT_VERSION_LATEST);
-    if (FORMAT_VERSION_READ_MIN..=latest).contains(&found) {
+    if (FORMAT_VERSION_READ_MIN..=FORMAT_VERSION_LATEST).contains(&found) {
         Ok(())
-    } else if found > latest {
-        Err(crate::Error::UnsupportedVersion { path: path.to_path_buf(), found, read_min: FORMAT_VERSION_READ_MIN, latest })
+    } else if found > FORMAT_VERSION_LATEST {
+        Err(crate::Error::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found,
+            read_min: FORMAT_VERSION_READ_MIN,
+            latest: FORMAT_VERSION_LATEST,
+        })
     } else {
         Err(crate::Error::corruption(path, 0, format!("format version {found} was never written by strata")))
     }

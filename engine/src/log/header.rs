@@ -44,9 +44,7 @@ impl SegmentHeader {
     pub(crate) fn has_group_marks(&self) -> bool {
         self.version >= VERSION_GROUP_MARKS
     }
-}
 
-impl SegmentHeader {
     pub(crate) fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
         let mut buf = [0u8; SEGMENT_HEADER_LEN];
         buf[MAGIC_AT..MAGIC_AT + 8].copy_from_slice(&MAGIC);

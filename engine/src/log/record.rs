@@ -158,10 +158,11 @@ pub(crate) fn encode_one(fields: &RecordFields<'_>, seq: u64, commit_end: bool) 
     buf
 }
 
-/// Content length of a group mark: one little-endian u64, the durable end.
-pub(crate) const GROUP_MARK_CONTENT_LEN: usize = 8;
+/// Content length of a group mark and of a format 2 close mark: one little-endian u64, an
+/// offset in the segment (the durable end; the close mark's own offset).
+pub(crate) const MARK_CONTENT_LEN: usize = 8;
 /// Encoded size of a group mark (header + 8 bytes of content).
-pub(crate) const GROUP_MARK_LEN: usize = RECORD_HEADER_LEN + GROUP_MARK_CONTENT_LEN;
+pub(crate) const GROUP_MARK_LEN: usize = RECORD_HEADER_LEN + MARK_CONTENT_LEN;
 const _: () = assert!(GROUP_MARK_LEN.is_multiple_of(RECORD_ALIGN));
 
 /// Encodes a close mark repeating `last_seq`. `at`: its offset in the segment, recorded as
@@ -183,9 +184,7 @@ pub(crate) fn encode_close_mark(last_seq: u64, at: Option<u64>) -> AlignedVec {
 pub(crate) fn encode_group_mark(last_seq: u64, durable_end: u64) -> AlignedVec {
     let content = durable_end.to_le_bytes();
     let fields = RecordFields { kind: RecordKind::GroupMark, key: &[], content: &content, embedding: None, expires_at_ms: 0 };
-    let mut buf = AlignedVec::with_capacity(GROUP_MARK_LEN);
-    let (mut view, body) = append(&mut buf, &fields);
-    stamp(buf.bytes_mut(), &mut view, last_seq, false, &body);
+    let buf = encode_one(&fields, last_seq, false);
     debug_assert_eq!(buf.len(), GROUP_MARK_LEN);
     buf
 }
@@ -194,7 +193,7 @@ pub(crate) fn encode_group_mark(last_seq: u64, durable_end: u64) -> AlignedVec {
 /// close mark's own offset. `None` for a mark without content (a format v1 close mark).
 pub(crate) fn mark_offset(bytes: &[u8], view: &RecordView) -> Option<u64> {
     debug_assert!(matches!(view.kind, RecordKind::GroupMark | RecordKind::CloseMark));
-    (view.content.len() == GROUP_MARK_CONTENT_LEN).then(|| get_u64(bytes, view.content.start))
+    (view.content.len() == MARK_CONTENT_LEN).then(|| get_u64(bytes, view.content.start))
 }
 
 /// A decoded, checksum-verified record: header fields and absolute byte ranges.
@@ -276,11 +275,9 @@ pub(crate) fn parse_with(bytes: &[u8], start: usize, embedding_dim: usize, verif
         RecordKind::Put => key_len > 0,
         RecordKind::Delete => key_len > 0 && content_len == 0 && !has_embedding && expires_at_ms == 0,
         RecordKind::CloseMark => {
-            key_len == 0 && (content_len == 0 || content_len == GROUP_MARK_CONTENT_LEN) && !has_embedding && expires_at_ms == 0
+            key_len == 0 && (content_len == 0 || content_len == MARK_CONTENT_LEN) && !has_embedding && expires_at_ms == 0
         }
-        RecordKind::GroupMark => {
-            key_len == 0 && content_len == GROUP_MARK_CONTENT_LEN && !has_embedding && expires_at_ms == 0 && flags == 0
-        }
+        RecordKind::GroupMark => key_len == 0 && content_len == MARK_CONTENT_LEN && !has_embedding && expires_at_ms == 0 && flags == 0,
     };
     if !shape_ok || (flags & FLAG_HAS_TTL != 0) != (expires_at_ms != 0) {
         return Err(ParseError::Invalid(format!("record fields are inconsistent for a {kind:?} record")));
@@ -365,8 +362,8 @@ pub(crate) fn mark_kind_at(bytes: &[u8], start: usize) -> Option<RecordKind> {
     let content_len = get_u32(header, CONTENT_LEN_AT) as usize;
     let plausible = get_u32(header, KEY_LEN_AT) == 0
         && match kind {
-            RecordKind::CloseMark => content_len == 0 || content_len == GROUP_MARK_CONTENT_LEN,
-            RecordKind::GroupMark => content_len == GROUP_MARK_CONTENT_LEN,
+            RecordKind::CloseMark => content_len == 0 || content_len == MARK_CONTENT_LEN,
+            RecordKind::GroupMark => content_len == MARK_CONTENT_LEN,
             RecordKind::Put | RecordKind::Delete => false,
         };
     plausible.then_some(kind)

@@ -194,7 +194,13 @@ impl ActiveSegment {
 
     /// Writes `bytes` at the end of the file; any failure breaks the segment for good.
     fn write_file(&mut self, bytes: &[u8]) -> Result<()> {
-        if let Err(e) = self.file.write_all(bytes) {
+        let written = self.file.write_all(bytes);
+        self.check_written(written)
+    }
+
+    /// A failed write breaks the segment for good and discards what is buffered.
+    fn check_written(&mut self, written: std::io::Result<()>) -> Result<()> {
+        if let Err(e) = written {
             self.broken = true;
             self.buffer.clear();
             return Err(Error::io_at(&self.path, "append to", e));
@@ -215,11 +221,9 @@ impl ActiveSegment {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        let buffer = std::mem::take(&mut self.buffer);
-        let written = self.write_file(&buffer);
-        self.buffer = buffer;
+        let written = self.file.write_all(&self.buffer);
         self.buffer.clear();
-        written
+        self.check_written(written)
     }
 
     /// Flushes and fdatasyncs: everything appended so far is durable.
