@@ -51,6 +51,11 @@ pub mod test_hooks {
     pub use crate::io::fs::leader_panics::panic_next_leader_in;
     pub use crate::io::maps::ReadOnlyMap;
     pub use crate::io::vfs::{File, FileInfo, OpenMode, OsVfs, Vfs, VfsFile, DIR_MODE, FILE_MODE};
+
+    /// [`crate::repair`] with every file operation through `vfs` (fault injection).
+    pub fn repair_with_vfs(path: &std::path::Path, vfs: std::sync::Arc<dyn Vfs>) -> crate::Result<crate::RepairReport> {
+        crate::repair::repair(&vfs, path)
+    }
 }
 
 /// Offline repair of the database at `path` (takes the writer lock): salvages every intact
@@ -60,5 +65,5 @@ pub mod test_hooks {
 /// crash, run it again (or open the database for writing) to finish. Steps and guarantees:
 /// `format-spec/recovery.md`, "Repair".
 pub fn repair(path: &std::path::Path) -> Result<RepairReport> {
-    repair::repair(path)
+    repair::repair(&Options::new().vfs, path)
 }

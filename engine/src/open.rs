@@ -31,12 +31,12 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Db> {
     let vfs = vfs_handle.as_ref();
     if options.read_only {
         // Before the META check: an unfinished repair swap may have moved META.
-        crate::repair::finish_interrupted(dir, true)?;
+        crate::repair::finish_interrupted(vfs, dir, true)?;
     }
     prepare_dir(vfs, dir, options.read_only)?;
     let lock = if options.read_only { None } else { Some(DirLock::acquire(vfs, dir)?) };
     if !options.read_only {
-        crate::repair::finish_interrupted(dir, false)?;
+        crate::repair::finish_interrupted(vfs, dir, false)?;
     }
     let stored_manifest = Manifest::read(vfs, dir)?;
     let is_new = stored_manifest.is_none() && fs::list_segments(vfs, dir)?.is_empty();

@@ -16,12 +16,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::cold::layout::{self, cold_file_name, parse_cold_file_name, Column, Footer};
 use crate::cold::writer::{row_crc, write_segment, RowData, RowSource};
 use crate::format::crc32;
 use crate::io::fs::{self, DirLock};
-use crate::io::vfs::OsVfs;
+use crate::io::vfs::Vfs;
 use crate::log::header::{SegmentHeader, SEGMENT_HEADER_LEN};
 use crate::log::record::{self, RecordKind, RecordView, RECORD_ALIGN, RECORD_HEADER_LEN};
 use crate::log::trailer::{HintEntry, Trailer, TRAILER_LEN};
@@ -29,9 +30,6 @@ use crate::manifest::{ColdEntry, Manifest, MANIFEST_FILE_NAME, MANIFEST_TEMP_NAM
 use crate::meta::{Meta, META_FILE_NAME};
 use crate::stats::{DamagedFile, LostRange, RepairReport};
 use crate::{Db, Error, Options, Result};
-
-/// Repair runs offline, on the real file system.
-const OS: &OsVfs = &OsVfs;
 
 /// Prefix of the directories a repair keeps the originals in: `repair-<n>`.
 const ASIDE_PREFIX: &str = "repair-";
@@ -42,18 +40,19 @@ const NEW_DIR: &str = "new";
 /// The rebuilt files, once the originals were moved: being moved into the database.
 const INCOMING_DIR: &str = "incoming";
 
-pub(crate) fn repair(dir: &Path) -> Result<RepairReport> {
+pub(crate) fn repair(vfs_handle: &Arc<dyn Vfs>, dir: &Path) -> Result<RepairReport> {
+    let vfs = vfs_handle.as_ref();
     // Not a database (no file of one, no repair of one): an error, and no LOCK file left.
-    if !dir.is_dir() || (!has_database_files(dir)? && aside_dirs(dir)?.is_empty()) {
+    if !is_dir(vfs, dir) || (!has_database_files(vfs, dir)? && aside_dirs(vfs, dir)?.is_empty()) {
         return Err(Error::io_at(dir, "repair: no strata database at", std::io::Error::from(std::io::ErrorKind::NotFound)));
     }
-    let _lock = DirLock::acquire(OS, dir)?;
-    finish_interrupted(dir, false)?;
-    remove_stale_staging(dir)?;
-    match Db::open(dir, Options::new().read_only(true)).and_then(|db| db.verify()) {
+    let _lock = DirLock::acquire(vfs, dir)?;
+    finish_interrupted(vfs, dir, false)?;
+    remove_stale_staging(vfs, dir)?;
+    match Db::open(dir, read_only_options(vfs_handle)).and_then(|db| db.verify()) {
         Ok(verified) => return Ok(RepairReport { records_salvaged: verified.records_checked, ..RepairReport::default() }),
         Err(Error::Corruption { .. }) => {}
-        Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound && !has_database_files(dir)? => {
+        Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound && !has_database_files(vfs, dir)? => {
             return Err(Error::Io(e)); // not a database at all: nothing to salvage, nothing changed
         }
         Err(Error::Io(e)) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::Io(e)),
@@ -61,21 +60,21 @@ pub(crate) fn repair(dir: &Path) -> Result<RepairReport> {
         Err(other) => return Err(other), // a newer format, say: never rebuilt by this build
     }
     let mut salvage = Salvage::default();
-    let embedding_dim = embedding_dim(dir, &mut salvage.report)?;
-    let sources = sources(dir, &mut salvage.report)?;
+    let embedding_dim = embedding_dim(vfs, dir, &mut salvage.report)?;
+    let sources = sources(vfs, dir, &mut salvage.report)?;
     for path in &sources.logs {
-        salvage_log(path, embedding_dim, &mut salvage)?;
+        salvage_log(vfs, path, embedding_dim, &mut salvage)?;
     }
     for path in &sources.colds {
-        salvage_cold(path, embedding_dim, &mut salvage)?;
+        salvage_cold(vfs, path, embedding_dim, &mut salvage)?;
     }
-    let number = next_aside_number(dir)?;
+    let number = next_aside_number(vfs, dir)?;
     let staging = dir.join(format!("{ASIDE_PREFIX}{number}{STAGING_SUFFIX}"));
-    build(&staging, embedding_dim, &mut salvage)?;
+    build(vfs_handle, &staging, embedding_dim, &mut salvage)?;
     let aside = dir.join(format!("{ASIDE_PREFIX}{number}"));
-    std::fs::rename(&staging, &aside).map_err(|e| Error::io_at(&aside, "rename staged repair into", e))?;
-    fs::sync_dir(OS, dir)?; // the commit point: from here on the swap is rolled forward
-    finish_swap(dir, &aside)?;
+    vfs.rename(&staging, &aside).map_err(|e| Error::io_at(&aside, "rename staged repair into", e))?;
+    fs::sync_dir(vfs, dir)?; // the commit point: from here on the swap is rolled forward
+    finish_swap(vfs, dir, &aside)?;
     let mut report = salvage.report;
     report.rebuilt = true;
     report.originals_dir = Some(aside);
@@ -136,25 +135,25 @@ impl Salvage {
 
 /// The database's embedding dimension: from META, else from the first log or cold header
 /// that decodes (a damaged or missing META is reported).
-fn embedding_dim(dir: &Path, report: &mut RepairReport) -> Result<usize> {
+fn embedding_dim(vfs: &dyn Vfs, dir: &Path, report: &mut RepairReport) -> Result<usize> {
     let path = dir.join(META_FILE_NAME);
-    let problem = match Meta::read(OS, dir) {
+    let problem = match Meta::read(vfs, dir) {
         Ok(Some(meta)) => return usize::try_from(meta.embedding_dim).map_err(|_| Error::corruption(&path, 0, "dimension beyond usize")),
         Ok(None) => None,
         Err(Error::Corruption { detail, .. }) => Some(detail),
         Err(other) => return Err(other),
     };
-    let len = std::fs::metadata(&path).map_or(0, |m| m.len());
+    let len = vfs.metadata(&path).map_or(0, |m| m.len);
     let lost_ranges = problem.into_iter().map(|detail| LostRange { start: 0, end: len, detail }).collect();
     report.damaged_files.push(DamagedFile { path, missing: len == 0, lost_ranges, ..DamagedFile::default() });
-    for (_, log) in fs::list_segments(OS, dir)? {
-        let head = read_prefix(&log, SEGMENT_HEADER_LEN)?;
+    for (_, log) in fs::list_segments(vfs, dir)? {
+        let head = read_prefix(vfs, &log, SEGMENT_HEADER_LEN)?;
         if let Ok(header) = SegmentHeader::decode(&head, &log) {
             return usize::try_from(header.embedding_dim).map_err(|_| Error::corruption(&log, 0, "dimension beyond usize"));
         }
     }
-    for (_, cold) in crate::open::list_cold(OS, dir)? {
-        let head = read_prefix(&cold, layout::HEADER_LEN + layout::TAIL_LEN)?;
+    for (_, cold) in crate::open::list_cold(vfs, dir)? {
+        let head = read_prefix(vfs, &cold, layout::HEADER_LEN + layout::TAIL_LEN)?;
         if let Ok((_, _, dim)) = layout::header_decode(&head, &cold) {
             return usize::try_from(dim).map_err(|_| Error::corruption(&cold, 0, "dimension beyond usize"));
         }
@@ -162,10 +161,10 @@ fn embedding_dim(dir: &Path, report: &mut RepairReport) -> Result<usize> {
     Ok(0)
 }
 
-fn read_prefix(path: &Path, len: usize) -> Result<Vec<u8>> {
+fn read_prefix(vfs: &dyn Vfs, path: &Path, len: usize) -> Result<Vec<u8>> {
     use std::io::Read;
     let mut bytes = Vec::with_capacity(len);
-    fs::open_read(OS, path)?.take(len as u64).read_to_end(&mut bytes).map_err(|e| Error::io_at(path, "read", e))?;
+    fs::open_read(vfs, path)?.take(len as u64).read_to_end(&mut bytes).map_err(|e| Error::io_at(path, "read", e))?;
     Ok(bytes)
 }
 
@@ -180,12 +179,12 @@ struct Sources {
 /// compaction that dropped tombstones, so its versions could bring deleted keys back.
 /// Without one, every file (an interrupted compaction's leftovers hold copies of live
 /// versions, same seqs). Missing files are reported.
-fn sources(dir: &Path, report: &mut RepairReport) -> Result<Sources> {
+fn sources(vfs: &dyn Vfs, dir: &Path, report: &mut RepairReport) -> Result<Sources> {
     let manifest_path = dir.join(MANIFEST_FILE_NAME);
-    let manifest = match Manifest::read(OS, dir) {
+    let manifest = match Manifest::read(vfs, dir) {
         Ok(manifest) => manifest,
         Err(Error::Corruption { detail, .. }) => {
-            let end = std::fs::metadata(&manifest_path).map_or(0, |m| m.len());
+            let end = vfs.metadata(&manifest_path).map_or(0, |m| m.len);
             let lost_ranges = vec![LostRange { start: 0, end, detail }];
             report.damaged_files.push(DamagedFile { path: manifest_path.clone(), lost_ranges, ..DamagedFile::default() });
             None
@@ -193,8 +192,8 @@ fn sources(dir: &Path, report: &mut RepairReport) -> Result<Sources> {
         Err(other) => return Err(other),
     };
     let floor = manifest.as_ref().map_or(1, |m| m.log_floor.max(1));
-    let logs: Vec<(u32, PathBuf)> = fs::list_segments(OS, dir)?.into_iter().filter(|(id, _)| manifest.is_none() || *id >= floor).collect();
-    let all_colds = crate::open::list_cold(OS, dir)?;
+    let logs: Vec<(u32, PathBuf)> = fs::list_segments(vfs, dir)?.into_iter().filter(|(id, _)| manifest.is_none() || *id >= floor).collect();
+    let all_colds = crate::open::list_cold(vfs, dir)?;
     let colds: Vec<PathBuf> = match &manifest {
         Some(m) => all_colds.iter().filter(|(id, _)| m.cold.iter().any(|e| e.cold_id == *id)).map(|(_, p)| p.clone()).collect(),
         None => all_colds.iter().map(|(_, p)| p.clone()).collect(),
@@ -206,7 +205,7 @@ fn sources(dir: &Path, report: &mut RepairReport) -> Result<Sources> {
         missing.extend(
             m.cold.iter().filter(|e| !all_colds.iter().any(|(id, _)| *id == e.cold_id)).map(|e| dir.join(cold_file_name(e.cold_id))),
         );
-    } else if !all_colds.is_empty() && logs.first().is_some_and(|(id, _)| *id != 1) && !manifest_path.exists() {
+    } else if !all_colds.is_empty() && logs.first().is_some_and(|(id, _)| *id != 1) && !fs::exists(vfs, &manifest_path)? {
         missing.push(manifest_path.clone());
     }
     // Gaps: from the floor (or, without a MANIFEST, from the oldest segment) to the newest.
@@ -253,22 +252,23 @@ impl FileLoss {
 /// Salvages the whole commits of one log segment. A sealed segment whose trailer and hint
 /// block survived is read by its hints (exact: every record of every commit is listed);
 /// otherwise the records are found by scanning (`scan_commits`).
-fn salvage_log(path: &Path, embedding_dim: usize, salvage: &mut Salvage) -> Result<()> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io_at(path, "read", e))?;
+fn salvage_log(vfs: &dyn Vfs, path: &Path, embedding_dim: usize, salvage: &mut Salvage) -> Result<()> {
+    let map = fs::map(vfs, path)?;
+    let bytes = map.bytes();
     let mut loss = FileLoss::default();
-    match SegmentHeader::decode(&bytes, path) {
+    match SegmentHeader::decode(bytes, path) {
         Ok(header) if usize::try_from(header.embedding_dim).ok() == Some(embedding_dim) => {}
         Ok(_) => loss.lose(0, SEGMENT_HEADER_LEN.min(bytes.len()), "segment header: dimension differs from the database's"),
         Err(error @ Error::UnsupportedVersion { .. }) => return Err(error),
         Err(error) => loss.lose(0, SEGMENT_HEADER_LEN.min(bytes.len()), error_detail(&error)),
     }
-    let trailer = match Trailer::decode(&bytes, path) {
+    let trailer = match Trailer::decode(bytes, path) {
         Ok(trailer) => Some(trailer),
         Err(error @ Error::UnsupportedVersion { .. }) => return Err(error),
         Err(_) => None, // an active segment has none; a damaged one is scanned like it
     };
     let records_end = trailer.and_then(|t| usize::try_from(t.records_end).ok()).unwrap_or(bytes.len());
-    let hints = trailer.map(|t| (t, t.hint_entries(&bytes, path)));
+    let hints = trailer.map(|t| (t, t.hint_entries(bytes, path)));
     match hints {
         Some((trailer, Ok(entries))) => {
             let kept = salvage_by_hints(&bytes[..records_end], &entries, embedding_dim, &mut loss, salvage);
@@ -279,7 +279,7 @@ fn salvage_log(path: &Path, embedding_dim: usize, salvage: &mut Salvage) -> Resu
             loss.lose(records_end, bytes.len() - TRAILER_LEN, format!("hint block: {}; records found by scanning", error_detail(&error)));
             scan_commits(&bytes[..records_end], embedding_dim, &mut loss, salvage);
         }
-        None => scan_commits(&bytes, embedding_dim, &mut loss, salvage),
+        None => scan_commits(bytes, embedding_dim, &mut loss, salvage),
     }
     loss.record(path, &mut salvage.report);
     Ok(())
@@ -430,10 +430,11 @@ fn drop_commit(commit: Option<OpenCommit>, loss: &mut FileLoss, why: &str) {
 /// column directory); buffers are read with bounds checks only, whatever their checksums say.
 /// One path for intact and damaged files, not `ColdFile`: `ColdFile::open` refuses a file
 /// whose small columns fail their checksums, and the row checksum decides a row either way.
-fn salvage_cold(path: &Path, embedding_dim: usize, salvage: &mut Salvage) -> Result<()> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io_at(path, "read", e))?;
+fn salvage_cold(vfs: &dyn Vfs, path: &Path, embedding_dim: usize, salvage: &mut Salvage) -> Result<()> {
+    let map = fs::map(vfs, path)?;
+    let bytes = map.bytes();
     let mut loss = FileLoss::default();
-    let header_rows = match layout::header_decode(&bytes, path) {
+    let header_rows = match layout::header_decode(bytes, path) {
         Ok((_, rows, _)) => Some(rows),
         Err(error @ Error::UnsupportedVersion { .. }) => return Err(error),
         Err(error) => {
@@ -441,7 +442,7 @@ fn salvage_cold(path: &Path, embedding_dim: usize, salvage: &mut Salvage) -> Res
             None
         }
     };
-    let footer = match Footer::decode(&bytes, path) {
+    let footer = match Footer::decode(bytes, path) {
         Ok((footer, _)) => footer,
         Err(error @ Error::UnsupportedVersion { .. }) => return Err(error),
         Err(error) => {
@@ -454,7 +455,7 @@ fn salvage_cold(path: &Path, embedding_dim: usize, salvage: &mut Salvage) -> Res
     };
     for column in Column::ALL {
         let entry = footer.columns[column as usize];
-        let buffer = column_bytes(&bytes, &footer, column);
+        let buffer = column_bytes(bytes, &footer, column);
         if buffer.is_none_or(|b| crc32(b) != entry.crc) {
             let start = usize::try_from(entry.offset).unwrap_or(usize::MAX).min(bytes.len());
             let end = usize::try_from(entry.offset.saturating_add(entry.len)).unwrap_or(usize::MAX).min(bytes.len());
@@ -463,10 +464,10 @@ fn salvage_cold(path: &Path, embedding_dim: usize, salvage: &mut Salvage) -> Res
     }
     let rows = footer.rows;
     // A row needs two key offsets: whatever the footer claims, the walk is bounded by the file.
-    let locatable = column_bytes(&bytes, &footer, Column::KeyOffsets).map_or(0, |b| (b.len() / 8).saturating_sub(1));
+    let locatable = column_bytes(bytes, &footer, Column::KeyOffsets).map_or(0, |b| (b.len() / 8).saturating_sub(1));
     let mut kept = 0u64;
     for row in 0..usize::try_from(rows).unwrap_or(usize::MAX).min(locatable) {
-        if let Some((key, version)) = cold_row(&bytes, &footer, row, embedding_dim) {
+        if let Some((key, version)) = cold_row(bytes, &footer, row, embedding_dim) {
             salvage.offer(&key, version);
             kept += 1;
         }
@@ -551,9 +552,10 @@ impl RowSource for Rows<'_> {
 /// Writes the rebuilt database into `staging/new/`: the live versions as cold segments (the
 /// original seqs and expiries), a MANIFEST whose `seq_max` is the newest seq salvaged, META;
 /// all fsynced. Then opens and verifies it, before anything of the original is touched.
-fn build(staging: &Path, embedding_dim: usize, salvage: &mut Salvage) -> Result<()> {
+fn build(vfs_handle: &Arc<dyn Vfs>, staging: &Path, embedding_dim: usize, salvage: &mut Salvage) -> Result<()> {
     let new = staging.join(NEW_DIR);
-    std::fs::create_dir_all(&new).map_err(|e| Error::io_at(&new, "create", e))?;
+    let vfs = vfs_handle.as_ref();
+    fs::create_dir(vfs, &new, true, "create")?;
     let live: Vec<(&[u8], &Salvaged)> =
         salvage.versions.iter().filter(|(_, v)| v.content.is_some()).map(|(k, v)| (k.as_slice(), v)).collect();
     let written = live.len() as u64;
@@ -563,7 +565,7 @@ fn build(staging: &Path, embedding_dim: usize, salvage: &mut Salvage) -> Result<
     let flush = |run: &mut Vec<(&[u8], &Salvaged)>, entries: &mut Vec<ColdEntry>| -> Result<()> {
         let cold_id = entries.len() as u64 + 1;
         let rows = Rows(std::mem::take(run));
-        let summary = write_segment(OS, &new.join(cold_file_name(cold_id)), cold_id, embedding_dim, &rows)?;
+        let summary = write_segment(vfs, &new.join(cold_file_name(cold_id)), cold_id, embedding_dim, &rows)?;
         entries.push(ColdEntry { cold_id, rows: summary.rows, file_len: summary.file_len });
         Ok(())
     };
@@ -587,17 +589,26 @@ fn build(staging: &Path, embedding_dim: usize, salvage: &mut Salvage) -> Result<
         cold: entries,
         logs: Vec::new(),
     };
-    manifest.write(OS, &new)?;
+    manifest.write(vfs, &new)?;
     Meta {
         version: crate::format::FORMAT_VERSION_LATEST,
         embedding_dim: u32::try_from(embedding_dim).map_err(|_| Error::invalid("embedding_dim", "beyond u32"))?,
     }
-    .write(OS, &new)?;
-    fs::sync_dir(OS, &new)?;
-    fs::sync_dir(OS, staging)?;
+    .write(vfs, &new)?;
+    fs::sync_dir(vfs, &new)?;
+    fs::sync_dir(vfs, staging)?;
     // The rebuilt database has no log segment: verify checks exactly its cold rows.
-    let verified = Db::open(&new, Options::new().read_only(true))?.verify()?;
-    assert_eq!(verified.records_checked, written, "the rebuilt database holds exactly the salvaged live versions");
+    let verified = Db::open(&new, read_only_options(vfs_handle))?.verify()?;
+    if verified.records_checked != written {
+        return Err(Error::corruption(
+            &new,
+            0,
+            format!(
+                "the rebuilt database holds {} records, {written} were salvaged; nothing of the original was changed",
+                verified.records_checked
+            ),
+        ));
+    }
     salvage.report.records_written = written;
     Ok(())
 }
@@ -609,54 +620,69 @@ fn is_database_file(name: &str) -> bool {
         || parse_cold_file_name(name).is_some()
 }
 
-fn has_database_files(dir: &Path) -> Result<bool> {
-    Ok(file_names(dir)?.iter().any(|n| is_database_file(n)))
+fn has_database_files(vfs: &dyn Vfs, dir: &Path) -> Result<bool> {
+    Ok(file_names(vfs, dir)?.iter().any(|n| is_database_file(n)))
 }
 
-/// The names of the plain files in `dir`, sorted.
-fn file_names(dir: &Path) -> Result<Vec<String>> {
+/// The names of the plain files in `dir` (symlinks followed, as every open does), sorted.
+fn file_names(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<String>> {
     let mut names = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io_at(dir, "list", e))? {
-        let entry = entry.map_err(|e| Error::io_at(dir, "list", e))?;
-        let is_file = entry.file_type().map_err(|e| Error::io_at(dir, "stat", e))?.is_file();
-        if let (true, Some(name)) = (is_file, entry.file_name().to_str()) {
-            names.push(name.to_string());
+    for name in vfs.list_dir(dir).map_err(|e| Error::io_at(dir, "list", e))? {
+        let Some(name) = name.to_str() else { continue };
+        let path = dir.join(name);
+        match vfs.metadata(&path) {
+            Ok(info) if !info.is_dir => names.push(name.to_string()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {} // a dangling link
+            Err(e) => return Err(Error::io_at(&path, "stat", e)),
         }
     }
     names.sort();
     Ok(names)
 }
 
+/// Is `path` a directory? (A missing or unreadable path is not.)
+fn is_dir(vfs: &dyn Vfs, path: &Path) -> bool {
+    vfs.metadata(path).is_ok_and(|info| info.is_dir)
+}
+
+/// Options of the read-only opens repair makes (of the original, then of the rebuilt copy).
+fn read_only_options(vfs: &Arc<dyn Vfs>) -> Options {
+    let mut options = Options::new().read_only(true);
+    options.vfs = vfs.clone();
+    options
+}
+
 /// The `repair-<n>` directories (and staging `repair-<n>.tmp`) in `dir`: (n, staging, path).
-fn aside_dirs(dir: &Path) -> Result<Vec<(u64, bool, PathBuf)>> {
+fn aside_dirs(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<(u64, bool, PathBuf)>> {
     let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io_at(dir, "list", e))? {
-        let entry = entry.map_err(|e| Error::io_at(dir, "list", e))?;
-        let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
+    for name in vfs.list_dir(dir).map_err(|e| Error::io_at(dir, "list", e))? {
+        let Some(name) = name.to_str() else { continue };
         let Some(rest) = name.strip_prefix(ASIDE_PREFIX) else { continue };
         let (digits, staging) = match rest.strip_suffix(STAGING_SUFFIX) {
             Some(digits) => (digits, true),
             None => (rest, false),
         };
-        if let (Ok(n), true) = (digits.parse::<u64>(), entry.path().is_dir()) {
-            found.push((n, staging, entry.path()));
+        let path = dir.join(name);
+        if let (Ok(n), true) = (digits.parse::<u64>(), is_dir(vfs, &path)) {
+            found.push((n, staging, path));
         }
     }
     found.sort();
     Ok(found)
 }
 
-fn next_aside_number(dir: &Path) -> Result<u64> {
-    Ok(aside_dirs(dir)?.iter().map(|(n, _, _)| n + 1).max().unwrap_or(1))
+fn next_aside_number(vfs: &dyn Vfs, dir: &Path) -> Result<u64> {
+    Ok(aside_dirs(vfs, dir)?.iter().map(|(n, _, _)| n + 1).max().unwrap_or(1))
 }
 
 /// A staging directory is a repair that crashed before its commit point: the database is
 /// the original, and the staging holds only files that repair built. Removed.
-fn remove_stale_staging(dir: &Path) -> Result<()> {
-    for (_, staging, path) in aside_dirs(dir)? {
+fn remove_stale_staging(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
+    for (_, staging, path) in aside_dirs(vfs, dir)? {
         if staging {
-            std::fs::remove_dir_all(&path).map_err(|e| Error::io_at(&path, "remove stale repair staging", e))?;
-            fs::sync_dir(OS, dir)?;
+            fs::remove_tree(vfs, &path, "remove stale repair staging")?;
+            fs::sync_dir(vfs, dir)?;
         }
     }
     Ok(())
@@ -664,12 +690,12 @@ fn remove_stale_staging(dir: &Path) -> Result<()> {
 
 /// Rolls forward a repair that passed its commit point but did not finish its swap (a crash).
 /// Called by `repair` and by every open: a read-only open cannot finish it and says so.
-pub(crate) fn finish_interrupted(dir: &Path, read_only: bool) -> Result<()> {
-    if !dir.is_dir() {
+pub(crate) fn finish_interrupted(vfs: &dyn Vfs, dir: &Path, read_only: bool) -> Result<()> {
+    if !is_dir(vfs, dir) {
         return Ok(());
     }
-    for (_, staging, aside) in aside_dirs(dir)? {
-        let unfinished = aside.join(NEW_DIR).is_dir() || aside.join(INCOMING_DIR).is_dir();
+    for (_, staging, aside) in aside_dirs(vfs, dir)? {
+        let unfinished = is_dir(vfs, &aside.join(NEW_DIR)) || is_dir(vfs, &aside.join(INCOMING_DIR));
         if staging || !unfinished {
             continue;
         }
@@ -680,7 +706,7 @@ pub(crate) fn finish_interrupted(dir: &Path, read_only: bool) -> Result<()> {
                 "a repair was interrupted while swapping in the rebuilt files; open the database for writing or run strata::repair to finish it",
             ));
         }
-        finish_swap(dir, &aside)?;
+        finish_swap(vfs, dir, &aside)?;
     }
     Ok(())
 }
@@ -688,12 +714,12 @@ pub(crate) fn finish_interrupted(dir: &Path, read_only: bool) -> Result<()> {
 /// The swap after the commit point; every step can be repeated after a crash. Phase 1
 /// (`new/` exists): move every original database file into `aside`, then rename `new/` to
 /// `incoming/`. Phase 2 (`incoming/` exists): move its files into `dir`, remove it.
-fn finish_swap(dir: &Path, aside: &Path) -> Result<()> {
+fn finish_swap(vfs: &dyn Vfs, dir: &Path, aside: &Path) -> Result<()> {
     let (new, incoming) = (aside.join(NEW_DIR), aside.join(INCOMING_DIR));
-    if new.is_dir() {
-        for name in file_names(dir)?.into_iter().filter(|n| is_database_file(n)) {
+    if is_dir(vfs, &new) {
+        for name in file_names(vfs, dir)?.into_iter().filter(|n| is_database_file(n)) {
             let target = aside.join(&name);
-            if target.exists() {
+            if fs::exists(vfs, &target)? {
                 // Never overwrite an original: something other than this swap changed the files.
                 return Err(Error::corruption(
                     &target,
@@ -701,21 +727,21 @@ fn finish_swap(dir: &Path, aside: &Path) -> Result<()> {
                     "an interrupted repair finds this file both aside and in the database; resolve by hand",
                 ));
             }
-            std::fs::rename(dir.join(&name), &target).map_err(|e| Error::io_at(&target, "move original aside to", e))?;
+            vfs.rename(&dir.join(&name), &target).map_err(|e| Error::io_at(&target, "move original aside to", e))?;
         }
-        fs::sync_dir(OS, aside)?;
-        fs::sync_dir(OS, dir)?;
-        std::fs::rename(&new, &incoming).map_err(|e| Error::io_at(&incoming, "rename", e))?;
-        fs::sync_dir(OS, aside)?;
+        fs::sync_dir(vfs, aside)?;
+        fs::sync_dir(vfs, dir)?;
+        vfs.rename(&new, &incoming).map_err(|e| Error::io_at(&incoming, "rename", e))?;
+        fs::sync_dir(vfs, aside)?;
     }
-    if incoming.is_dir() {
-        for name in file_names(&incoming)? {
+    if is_dir(vfs, &incoming) {
+        for name in file_names(vfs, &incoming)? {
             let target = dir.join(&name);
-            std::fs::rename(incoming.join(&name), &target).map_err(|e| Error::io_at(&target, "move rebuilt file to", e))?;
+            vfs.rename(&incoming.join(&name), &target).map_err(|e| Error::io_at(&target, "move rebuilt file to", e))?;
         }
-        fs::sync_dir(OS, dir)?;
-        std::fs::remove_dir(&incoming).map_err(|e| Error::io_at(&incoming, "remove", e))?;
-        fs::sync_dir(OS, aside)?;
+        fs::sync_dir(vfs, dir)?;
+        vfs.remove_dir(&incoming).map_err(|e| Error::io_at(&incoming, "remove", e))?;
+        fs::sync_dir(vfs, aside)?;
     }
     Ok(())
 }

@@ -70,6 +70,23 @@ pub(crate) fn remove_file(vfs: &dyn Vfs, path: &Path, action: &str) -> Result<()
     vfs.remove_file(path).map_err(|e| Error::io_at(path, action, e))
 }
 
+/// Removes the directory `dir` and everything under it (directories strata made: a
+/// repair's staging). Never follows a link: each entry is first unlinked (which removes a
+/// file or a symlink, whatever it points to), and only an entry that unlink refuses because
+/// it is a real directory is descended into.
+pub(crate) fn remove_tree(vfs: &dyn Vfs, dir: &Path, action: &str) -> Result<()> {
+    for name in vfs.list_dir(dir).map_err(|e| Error::io_at(dir, action, e))? {
+        let path = dir.join(name);
+        if let Err(e) = vfs.remove_file(&path) {
+            if !vfs.metadata(&path).is_ok_and(|info| info.is_dir) {
+                return Err(Error::io_at(&path, action, e));
+            }
+            remove_tree(vfs, &path, action)?;
+        }
+    }
+    vfs.remove_dir(dir).map_err(|e| Error::io_at(dir, action, e))
+}
+
 /// Renames `from` over `to`; the error names the destination.
 pub(crate) fn rename(vfs: &dyn Vfs, from: &Path, to: &Path) -> Result<()> {
     vfs.rename(from, to).map_err(|e| Error::io_at(to, "rename into place", e))
