@@ -119,13 +119,14 @@ impl Fixture {
         }
     }
 
-    /// Compaction: per key, the newest of warm and cold becomes the cold row unless it is a
-    /// deletion or expired; the hot tier is untouched.
+    /// Compaction seals first (hot becomes warm); then, per key, the newest of warm and cold
+    /// becomes the cold row unless it is a deletion or expired.
     fn compact(&mut self) {
         self.db().compact().expect("compact");
         let now = self.clock.now();
         for tiers in self.keys.values_mut() {
-            let candidate = tiers.warm.take().or_else(|| tiers.cold.take());
+            let candidate = tiers.hot.take().or_else(|| tiers.warm.take()).or_else(|| tiers.cold.take());
+            tiers.warm = None;
             tiers.cold = candidate.filter(|v| v.live_entry(now).is_some());
         }
         self.keys.retain(|_, t| t.hot.is_some() || t.cold.is_some());
@@ -1049,18 +1050,16 @@ fn compact_on_empty_repeated_or_nothing_sealed_keeps_every_record() {
     f.reopen();
     check_fixture(&f, &mut rng, "empty, reopened");
 
-    // Nothing sealed: the hot tier stays where it is.
+    // Nothing sealed: compact seals first, so the hot records go cold too.
     for i in 0..100 {
         random_write(&mut f, &mut rng, &key_for(i), 0.0);
     }
     f.compact();
-    assert!(f.db().cold_segments().is_empty(), "the hot tier is not compacted");
-    assert_eq!(f.db().stats().hot.records, f.live().len() as u64);
+    assert_eq!(f.db().stats().hot.records, 0, "compact seals the active segment first");
+    assert_eq!(f.db().stats().cold.records, f.live().len() as u64, "every live record is cold");
     check_fixture(&f, &mut rng, "nothing sealed");
 
-    // Sealed, compacted twice in a row: the second finds nothing new.
-    f.seal();
-    f.compact();
+    // Compacted twice in a row: the second finds nothing new.
     let rows = cold_rows_of(&f.db().cold_segments(), DIM, "first compact");
     assert_eq!(rows, f.cold_rows());
     f.compact();
@@ -1070,12 +1069,13 @@ fn compact_on_empty_repeated_or_nothing_sealed_keeps_every_record() {
     f.seal();
     f.compact();
     assert_eq!(cold_rows_of(&f.db().cold_segments(), DIM, "third compact"), rows);
-    // Hot writes on top, compact without seal: cold unchanged, hot kept.
+    // Hot writes on top, compact without seal: they are merged into the cold tier.
     for i in 50..80 {
         random_write(&mut f, &mut rng, &key_for(i), 0.3);
     }
     f.compact();
-    assert_eq!(cold_rows_of(&f.db().cold_segments(), DIM, "compact with only hot"), rows);
+    assert_eq!(cold_rows_of(&f.db().cold_segments(), DIM, "compact with only hot"), f.cold_rows());
+    assert_eq!(f.db().stats().hot.records + f.db().stats().warm.records, 0, "nothing left hot or warm");
     check_fixture(&f, &mut rng, "cold + hot, compacted");
     f.reopen();
     check_fixture(&f, &mut rng, "reopened");
@@ -1114,5 +1114,5 @@ fn compact_on_a_read_only_handle_is_read_only_and_on_a_closed_one_an_error() {
     let db = Db::open(temp.path(), options()).expect("open");
     db.compact().expect("compact");
     assert_eq!(collect(db.iter()), before_records);
-    assert_eq!(db.cold_segments().iter().map(ColdSegment::rows).sum::<usize>(), 50);
+    assert_eq!(db.cold_segments().iter().map(ColdSegment::rows).sum::<usize>(), 51, "the 50 sealed and the hot one");
 }

@@ -1,4 +1,4 @@
-//! `Db::compact`: moves every sealed warm segment into the cold tier and merges the cold
+//! `Db::compact`: seals the active segment, moves every sealed warm segment into the cold tier and merges the cold
 //! tier, keeping only the newest version of each key and dropping tombstones and expired
 //! records (every older version is in the merge, so nothing they shadow survives).
 //!
@@ -99,6 +99,7 @@ struct WarmVersion<'a> {
 pub(crate) fn compact(shared: &Shared) -> Result<()> {
     let _one_at_a_time = shared.lock_or_poison(&shared.compaction);
     shared.check_writable()?;
+    shared.seal_active()?; // everything written before the call takes part
     shared.finish_retirements();
     let table = shared.segments.load_full();
     let warm: Vec<Arc<SealedSegment>> = table.warm().cloned().collect();

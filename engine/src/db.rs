@@ -406,6 +406,21 @@ impl Shared {
         Ok(())
     }
 
+    /// Seals the active segment if it holds records (`Db::seal`, and `compact` first of
+    /// all); a failure poisons the handle (the slot is left empty by `roll`).
+    pub(crate) fn seal_active(&self) -> Result<()> {
+        let mut slot = self.writer();
+        if !slot.as_ref().is_some_and(ActiveSegment::has_records) {
+            return Ok(());
+        }
+        if let Err(e) = self.roll(&mut slot) {
+            drop(slot);
+            self.queue.poison(e.to_string());
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Drops the versions the group superseded that no reader can see any more.
     fn prune_after(&self, group: &[PendingCommit], superseding: &[(usize, usize)]) {
         let mut deferred = Vec::new();
@@ -560,16 +575,7 @@ impl Db {
     /// active segment holds no records.
     pub fn seal(&self) -> Result<()> {
         self.shared.check_writable()?;
-        let mut slot = self.shared.writer();
-        if !slot.as_ref().is_some_and(ActiveSegment::has_records) {
-            return Ok(());
-        }
-        if let Err(e) = self.shared.roll(&mut slot) {
-            drop(slot);
-            self.shared.queue.poison(e.to_string());
-            return Err(e);
-        }
-        drop(slot);
+        self.shared.seal_active()?;
         self.shared.finish_retirements();
         Ok(())
     }
@@ -694,13 +700,14 @@ impl Db {
 
     // ---- maintenance ------------------------------------------------------------------
 
-    /// Moves every sealed (warm) segment into the cold tier and merges the cold tier:
-    /// keeps the newest version of each key, drops overwritten versions, deletions and
-    /// expired records, and publishes the result atomically. Blocks until done. The active
-    /// segment is not touched: `seal()` first to move everything. Snapshots and iterators
-    /// taken before keep reading what they saw; the old files are deleted once they are
-    /// gone (checked at the next write, seal, compact or close). Cold segments no warm key
-    /// falls into and without expired rows are kept as they are, not rewritten.
+    /// Seals the active segment, then moves every sealed (warm) segment into the cold tier
+    /// and merges the cold tier: keeps the newest version of each key, drops overwritten
+    /// versions, deletions and expired records, and publishes the result atomically. Blocks
+    /// until done (RocksDB's `CompactRange` over everything): when it returns, every record
+    /// written before the call is cold. Snapshots and iterators taken before keep reading
+    /// what they saw; the old files are deleted once they are gone (checked at the next
+    /// write, seal, compact or close). Cold segments no warm key falls into and without
+    /// expired rows are kept as they are, not rewritten.
     pub fn compact(&self) -> Result<()> {
         crate::compact::compact(&self.shared)
     }
