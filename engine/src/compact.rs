@@ -17,6 +17,7 @@
 
 use std::ops::Range;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::cold::layout::cold_file_name;
@@ -25,9 +26,12 @@ use crate::cold::set::ColdSet;
 use crate::cold::writer::{self, RowData, RowSource};
 use crate::db::Shared;
 use crate::io::fs;
+use crate::io::pace::Pace;
 use crate::log::record::RecordKind;
 use crate::log::segment::SealedSegment;
 use crate::manifest::{ColdEntry, Manifest};
+use crate::options::Decision;
+use crate::record::{Backing, Record};
 use crate::{Error, Result};
 
 /// A compaction whose old segments are waiting for readers to let go of them.
@@ -96,10 +100,25 @@ struct WarmVersion<'a> {
     expires_at_ms: u64,
 }
 
-pub(crate) fn compact(shared: &Shared) -> Result<()> {
+/// Who asked for a compaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Trigger {
+    /// `Db::compact`: seals the active segment first, never rate-limited or stopped.
+    Explicit,
+    /// The maintenance worker: what is sealed, paced by `compaction_bytes_per_sec`, stopped
+    /// by `close`, and only when the file system has room for its output.
+    Background,
+}
+
+/// Rows merged between two checks of the stop signal.
+const STOP_CHECK_ROWS: usize = 4096;
+
+pub(crate) fn compact(shared: &Shared, trigger: Trigger) -> Result<()> {
     let _one_at_a_time = shared.lock_or_poison(&shared.compaction);
     shared.check_writable()?;
-    shared.seal_active()?; // everything written before the call takes part
+    if trigger == Trigger::Explicit {
+        shared.seal_active()?; // everything written before the call takes part
+    }
     shared.finish_retirements();
     let table = shared.segments.load_full();
     let warm: Vec<Arc<SealedSegment>> = table.warm().cloned().collect();
@@ -116,7 +135,16 @@ pub(crate) fn compact(shared: &Shared) -> Result<()> {
     if warm.is_empty() && rewrite.is_empty() {
         return Ok(()); // nothing to move, merge or drop
     }
-    let merged = merge(&warm, versions, &rewrite, now)?;
+    let input_bytes: u64 = warm.iter().map(|s| s.file_len()).chain(rewrite.iter().map(|s| s.file_len())).sum();
+    let pace = match trigger {
+        Trigger::Explicit => None,
+        Trigger::Background => {
+            check_free_space(shared, input_bytes)?;
+            Some(Pace::new(shared.options.maintenance.bytes_per_sec, shared.maintenance.stop_flag()))
+        }
+    };
+    let filter = shared.options.compaction_filter.as_deref();
+    let merged = merge(&warm, versions, &rewrite, now, filter, pace.as_ref())?;
 
     // Write the new segments: runs of rows up to `cold_segment_bytes_max` bytes each, cut
     // where a kept segment's key range lies, so that key ranges stay disjoint.
@@ -127,13 +155,15 @@ pub(crate) fn compact(shared: &Shared) -> Result<()> {
     let vfs = shared.options.vfs.as_ref();
     let mut cleanup = NewFiles { vfs, paths: Vec::new() };
     let cuts: Vec<&[u8]> = keep.iter().map(|f| &f.footer.min_key[..]).collect();
+    let mut output_bytes = 0u64;
     for run in runs(&merged, &cuts, shared.options.cold_segment_bytes_max, shared.embedding_dim) {
         let cold_id = next_cold_id;
         next_cold_id += 1;
         let path = shared.dir.join(cold_file_name(cold_id));
         cleanup.paths.push(path.clone());
-        let summary = writer::write_segment(vfs, &path, cold_id, shared.embedding_dim, &Run { merged: &merged, rows: run })?;
-        shared.disk_bytes_written.fetch_add(summary.file_len, std::sync::atomic::Ordering::Relaxed);
+        let summary = writer::write_segment(vfs, &path, cold_id, shared.embedding_dim, &Run { merged: &merged, rows: run }, pace.as_ref())?;
+        shared.disk_bytes_written.fetch_add(summary.file_len, Ordering::Relaxed);
+        output_bytes += summary.file_len;
         let file = Arc::new(ColdFile::open(vfs, &path, cold_id, shared.embedding_dim)?);
         written.push((ColdEntry { cold_id, rows: summary.rows, file_len: summary.file_len }, file));
     }
@@ -185,8 +215,25 @@ pub(crate) fn compact(shared: &Shared) -> Result<()> {
     drop(table);
     drop(warm);
     shared.lock_or_poison(&shared.retirements).push(retirement);
-    shared.retirement_pending.store(true, std::sync::atomic::Ordering::Release);
+    shared.retirement_pending.store(true, Ordering::Release);
+    let counters = &shared.maintenance.counters;
+    counters.compactions.fetch_add(1, Ordering::Relaxed);
+    counters.bytes_compacted.fetch_add(output_bytes, Ordering::Relaxed);
+    counters.bytes_reclaimed.fetch_add(input_bytes.saturating_sub(output_bytes), Ordering::Relaxed);
     shared.finish_retirements();
+    Ok(())
+}
+
+/// Refuses a background run the file system has no room for: it writes at most as many
+/// bytes as its inputs hold before it deletes any of them.
+fn check_free_space(shared: &Shared, needed: u64) -> Result<()> {
+    let free = shared.options.vfs.free_space(&shared.dir).map_err(|e| Error::io_at(&shared.dir, "statvfs", e))?;
+    if free < needed {
+        return Err(Error::Io(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            format!("{} has {free} bytes free; this compaction may write up to {needed}", shared.dir.display()),
+        )));
+    }
     Ok(())
 }
 
@@ -224,16 +271,39 @@ fn newest_warm_versions(warm: &[Arc<SealedSegment>]) -> Result<Vec<WarmVersion<'
     Ok(versions)
 }
 
+/// Asks the compaction filter about `record`; a panic in it fails the compaction.
+fn filter_keeps(filter: Option<&(dyn Fn(&Record) -> Decision + Send + Sync)>, record: impl FnOnce() -> Record) -> Result<bool> {
+    let Some(filter) = filter else { return Ok(true) };
+    let record = record();
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| filter(&record))) {
+        Ok(decision) => Ok(decision == Decision::Keep),
+        Err(_) => Err(Error::invalid("compaction_filter", "the filter panicked; the compaction changed nothing")),
+    }
+}
+
 /// The newest version of every key across the warm `versions` and the `cold` segments,
-/// dropping tombstones and expired records, ascending by key; every row's source checksum
-/// verified (a damaged source stops compaction: it is never re-checksummed).
-fn merge<'a>(warm: &'a [Arc<SealedSegment>], versions: Vec<WarmVersion<'a>>, cold: &'a [Arc<ColdFile>], now_ms: u64) -> Result<Merged<'a>> {
+/// dropping tombstones, expired records and what `filter` drops, ascending by key; every
+/// row's source checksum verified (a damaged source stops compaction: it is never
+/// re-checksummed). With a `pace`, stops when it says so.
+fn merge<'a>(
+    warm: &'a [Arc<SealedSegment>],
+    versions: Vec<WarmVersion<'a>>,
+    cold: &'a [Arc<ColdFile>],
+    now_ms: u64,
+    filter: Option<&(dyn Fn(&Record) -> Decision + Send + Sync)>,
+    pace: Option<&Pace>,
+) -> Result<Merged<'a>> {
     let mut merged = Merged { bytes: warm.iter().map(|s| s.bytes()).collect(), rows: Vec::new() };
     let cold_base = merged.bytes.len() as u32;
     merged.bytes.extend(cold.iter().map(|s| s.bytes()));
     let mut cold_rows = cold.iter().enumerate().flat_map(|(s, seg)| (0..seg.rows()).map(move |r| (s, r))).peekable();
     let mut warm_versions = versions.into_iter().peekable();
-    loop {
+    for step in 0usize.. {
+        if step % STOP_CHECK_ROWS == 0 {
+            if let Some(pace) = pace {
+                pace.check_stop().map_err(Error::Io)?;
+            }
+        }
         let next_cold_key = cold_rows.peek().map(|&(s, r)| cold[s].key(r));
         let take_warm = match (warm_versions.peek(), next_cold_key) {
             (None, None) => break,
@@ -254,6 +324,9 @@ fn merge<'a>(warm: &'a [Arc<SealedSegment>], versions: Vec<WarmVersion<'a>>, col
             if view.seq != version.seq || &segment.bytes()[view.key.clone()] != version.key {
                 return Err(Error::corruption(&segment.path, u64::from(version.offset), "hint entry disagrees with its record"));
             }
+            if !filter_keeps(filter, || Record::new(Backing::Sealed(segment.clone()), &view))? {
+                continue;
+            }
             let bytes = segment.bytes();
             let embedding = view.embedding.clone().map(|e| &bytes[e]);
             let crc = writer::row_crc(&bytes[view.key.clone()], &bytes[view.content.clone()], embedding, view.seq, view.expires_at_ms);
@@ -273,6 +346,9 @@ fn merge<'a>(warm: &'a [Arc<SealedSegment>], versions: Vec<WarmVersion<'a>>, col
                 continue;
             }
             file.check_row(r)?;
+            if !filter_keeps(filter, || Record::from_cold(file, r))? {
+                continue;
+            }
             merged.rows.push(MergedRow {
                 source: cold_base + s as u32,
                 key: file.key_range(r),

@@ -80,6 +80,8 @@ pub(crate) struct Shared {
     pub(crate) retirement_pending: AtomicBool,
     /// Files left by an interrupted compaction that open removed.
     pub(crate) orphans_removed: u64,
+    /// The background worker and the counters of compaction work.
+    pub(crate) maintenance: Arc<crate::maintenance::Maintenance>,
 }
 
 impl Shared {
@@ -105,6 +107,7 @@ impl Shared {
             retirements: Mutex::new(Vec::new()),
             retirement_pending: AtomicBool::new(false),
             orphans_removed: parts.orphans_removed,
+            maintenance: Arc::new(crate::maintenance::Maintenance::new()),
         }
     }
 
@@ -246,6 +249,7 @@ impl Shared {
         if ops.is_empty() {
             return Ok(());
         }
+        self.maintenance.throttle(self)?; // a write stall while compaction is behind
         let encoded = batch::encode(ops, self.embedding_dim, self.now_ms())?;
         let seq = self.queue.submit(encoded)?;
         loop {
@@ -403,6 +407,7 @@ impl Shared {
         let table = self.segments.load().with(segment_id, SegmentRef::Sealed(sealed)).with(next_id, SegmentRef::Hot(next.hot.clone()));
         self.segments.store(Arc::new(table));
         *slot = Some(next);
+        self.maintenance.kick(); // the warm tier grew
         Ok(())
     }
 
@@ -452,7 +457,10 @@ impl Shared {
     }
 
     fn close(&self) -> Result<()> {
-        // A running compaction finishes first: it must not publish after the lock is released.
+        // The background worker stops first (a run in progress abandons its unpublished
+        // files); then an explicit compaction in progress finishes: it must not publish
+        // after the lock is released.
+        self.maintenance.stop();
         let _no_compaction = self.lock_or_poison(&self.compaction);
         // Best effort: what cannot be retired now is removed as orphans by the next open.
         self.finish_retirements();
@@ -709,7 +717,16 @@ impl Db {
     /// write, seal, compact or close). Cold segments no warm key falls into and without
     /// expired rows are kept as they are, not rewritten.
     pub fn compact(&self) -> Result<()> {
-        crate::compact::compact(&self.shared)
+        crate::compact::compact(&self.shared, crate::compact::Trigger::Explicit)
+    }
+
+    /// Blocks until background maintenance (`Options::auto_compact`) has nothing left to
+    /// do: no compaction running and the sealed bytes under `compaction_warm_bytes` (RocksDB's
+    /// `WaitForCompact`). `Err` with its error when a background run that ended meanwhile
+    /// failed (it is retried after a backoff; call again to wait for the retry). `Ok` at
+    /// once when background maintenance is off, read-only or closed.
+    pub fn wait_for_compaction(&self) -> Result<()> {
+        self.shared.maintenance.wait_idle(&self.shared)
     }
 
     /// Counters: live records and bytes, disk bytes, amplification, per-tier figures.

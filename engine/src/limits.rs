@@ -23,6 +23,8 @@ pub const SEGMENT_RECORDS_BYTES_MAX: u64 = SEGMENT_BYTES_MAX + MAX_COMMIT_BYTES 
 /// Largest segment file a reader accepts: the records region, a hint block no larger than
 /// it (a hint entry is never larger than its record), the header and the trailer.
 pub const SEGMENT_FILE_BYTES_MAX: u64 = 2 * SEGMENT_RECORDS_BYTES_MAX + 128;
+/// Default sealed (warm) bytes at which background compaction starts (`Options::compaction_warm_bytes`).
+pub const COMPACTION_WARM_BYTES_DEFAULT: u64 = 256 * 1024 * 1024;
 /// Default size at which compaction starts a new cold segment.
 pub const COLD_SEGMENT_BYTES_DEFAULT: u64 = 1024 * 1024 * 1024;
 

@@ -111,7 +111,9 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Db> {
         table.segments.insert(writer.segment_id, SegmentRef::Hot(writer.hot.clone()));
     }
     let parts = SharedParts { index, table, last_seq, writer, lock, manifest, orphans_removed };
-    Ok(Db { shared: Arc::new(Shared::new(dir.to_path_buf(), options, embedding_dim, parts)) })
+    let shared = Arc::new(Shared::new(dir.to_path_buf(), options, embedding_dim, parts));
+    crate::maintenance::Maintenance::start(&shared)?;
+    Ok(Db { shared })
 }
 
 /// A read-only open needs an existing database; a writable one creates the directory.

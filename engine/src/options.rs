@@ -45,6 +45,51 @@ pub struct Options {
     pub(crate) clock: Clock,
     /// The I/O seam every file operation goes through (`io/vfs.rs`): the OS, or a test's.
     pub(crate) vfs: std::sync::Arc<dyn Vfs>,
+    /// Background maintenance (`maintenance.rs`) and its thresholds.
+    pub(crate) maintenance: MaintenanceOptions,
+    /// Retention rule applied by compaction to the version it would keep.
+    pub(crate) compaction_filter: Option<CompactionFilter>,
+}
+
+/// What a [`Options::compaction_filter`] decides for a record compaction would keep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Keep the record.
+    Keep,
+    /// Drop it, as if it had been deleted (once no snapshot can see it).
+    Drop,
+}
+
+/// A retention rule: called by compaction with each record it would keep.
+pub(crate) type CompactionFilter = std::sync::Arc<dyn Fn(&crate::Record) -> Decision + Send + Sync>;
+
+/// The thresholds of background maintenance (`Options::auto_compact` and the setters below it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MaintenanceOptions {
+    pub(crate) auto_compact: bool,
+    /// A background compaction starts when the sealed (warm) bytes reach this (the high
+    /// watermark); it moves every warm segment, so it ends at zero (the low watermark).
+    pub(crate) warm_bytes_high: u64,
+    /// Pending bytes past which writers are slowed down, and past which they wait.
+    pub(crate) stall_bytes_soft: u64,
+    pub(crate) stall_bytes_hard: u64,
+    /// Least time between the starts of two background runs.
+    pub(crate) interval_min: std::time::Duration,
+    /// Write rate of background compaction, bytes per second (0: unlimited).
+    pub(crate) bytes_per_sec: u64,
+}
+
+impl Default for MaintenanceOptions {
+    fn default() -> Self {
+        MaintenanceOptions {
+            auto_compact: true,
+            warm_bytes_high: limits::COMPACTION_WARM_BYTES_DEFAULT,
+            stall_bytes_soft: 4 * limits::COMPACTION_WARM_BYTES_DEFAULT,
+            stall_bytes_hard: 8 * limits::COMPACTION_WARM_BYTES_DEFAULT,
+            interval_min: std::time::Duration::from_millis(100),
+            bytes_per_sec: 0,
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch; injectable for TTL tests.
@@ -75,6 +120,8 @@ impl Default for Options {
             verify_checksums: true,
             clock: Clock(None),
             vfs: std::sync::Arc::new(OsVfs),
+            maintenance: MaintenanceOptions::default(),
+            compaction_filter: None,
         }
     }
 }
@@ -90,6 +137,8 @@ impl std::fmt::Debug for Options {
             .field("cold_segment_bytes_max", &self.cold_segment_bytes_max)
             .field("threads", &self.threads)
             .field("verify_checksums", &self.verify_checksums)
+            .field("maintenance", &self.maintenance)
+            .field("compaction_filter", &self.compaction_filter.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -165,6 +214,53 @@ impl Options {
         self
     }
 
+    /// Background maintenance (default `true`): a thread of the handle compacts sealed
+    /// segments into the cold tier once they reach `compaction_warm_bytes`, and writers are
+    /// slowed, then stopped, while it falls behind (`write_stall_bytes`). With `false` data
+    /// moves only on `seal()` and `compact()`, and writes never stall.
+    pub fn auto_compact(mut self, on: bool) -> Self {
+        self.maintenance.auto_compact = on;
+        self
+    }
+
+    /// A retention rule compaction applies to every record it would keep (the newest live
+    /// version of a key): `Decision::Drop` removes it as a delete would. Only versions no
+    /// snapshot or iterator can see any more disappear (older readers keep their view). It
+    /// must be a pure function of the record; a panic in it fails the compaction.
+    pub fn compaction_filter(mut self, filter: impl Fn(&crate::Record) -> Decision + Send + Sync + 'static) -> Self {
+        self.compaction_filter = Some(std::sync::Arc::new(filter));
+        self
+    }
+
+    /// Sealed (warm) bytes at which background compaction starts (default
+    /// `limits::COMPACTION_WARM_BYTES_DEFAULT`, 256 MiB).
+    pub fn compaction_warm_bytes(mut self, bytes: u64) -> Self {
+        self.maintenance.warm_bytes_high = bytes;
+        self
+    }
+
+    /// Write stalls: past `soft` bytes awaiting compaction each commit is delayed (up to
+    /// 1 ms, growing towards `hard`); past `hard` writers wait for background compaction
+    /// (or get its error). Defaults: 4× and 8× `compaction_warm_bytes`' default.
+    pub fn write_stall_bytes(mut self, soft: u64, hard: u64) -> Self {
+        self.maintenance.stall_bytes_soft = soft;
+        self.maintenance.stall_bytes_hard = hard;
+        self
+    }
+
+    /// Least time between the starts of two background compactions (default 100 ms).
+    pub fn compaction_interval_min(mut self, interval: std::time::Duration) -> Self {
+        self.maintenance.interval_min = interval;
+        self
+    }
+
+    /// Most bytes per second background compaction writes (default 0: unlimited). An
+    /// explicit `compact()` is never limited.
+    pub fn compaction_bytes_per_sec(mut self, bytes: u64) -> Self {
+        self.maintenance.bytes_per_sec = bytes;
+        self
+    }
+
     /// Replace the wall clock used for TTL expiry (milliseconds since the Unix epoch).
     #[cfg(feature = "test-hooks")]
     pub fn clock(mut self, now_ms: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
@@ -191,6 +287,16 @@ impl Options {
             return Err(Error::invalid(
                 "segment_bytes_max",
                 format!("must be {}..={}, got {}", range.start(), range.end(), self.segment_bytes_max),
+            ));
+        }
+        let m = &self.maintenance;
+        if m.stall_bytes_soft > m.stall_bytes_hard || m.stall_bytes_hard < m.warm_bytes_high {
+            return Err(Error::invalid(
+                "write_stall_bytes",
+                format!(
+                    "need compaction_warm_bytes <= hard and soft <= hard, got warm {} soft {} hard {}",
+                    m.warm_bytes_high, m.stall_bytes_soft, m.stall_bytes_hard
+                ),
             ));
         }
         if self.cold_segment_bytes_max < limits::SEGMENT_BYTES_MIN {

@@ -565,7 +565,7 @@ fn build(vfs_handle: &Arc<dyn Vfs>, staging: &Path, embedding_dim: usize, salvag
     let flush = |run: &mut Vec<(&[u8], &Salvaged)>, entries: &mut Vec<ColdEntry>| -> Result<()> {
         let cold_id = entries.len() as u64 + 1;
         let rows = Rows(std::mem::take(run));
-        let summary = write_segment(vfs, &new.join(cold_file_name(cold_id)), cold_id, embedding_dim, &rows)?;
+        let summary = write_segment(vfs, &new.join(cold_file_name(cold_id)), cold_id, embedding_dim, &rows, None)?;
         entries.push(ColdEntry { cold_id, rows: summary.rows, file_len: summary.file_len });
         Ok(())
     };

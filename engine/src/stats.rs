@@ -49,6 +49,18 @@ pub struct Stats {
     pub hot: TierStats,
     pub warm: TierStats,
     pub cold: TierStats,
+    /// Compactions this handle completed (explicit and background).
+    pub compactions: u64,
+    /// Bytes those compactions wrote (new cold segments).
+    pub bytes_compacted: u64,
+    /// Disk bytes those compactions freed: their inputs' bytes minus their output's.
+    pub bytes_reclaimed: u64,
+    /// Milliseconds writers of this handle spent in write stalls.
+    pub stall_ms: u64,
+    /// Sealed (warm) bytes awaiting compaction.
+    pub pending_compaction_bytes: u64,
+    /// The last failed background run's error, until a later run succeeds.
+    pub last_background_error: Option<String>,
 }
 
 impl Stats {
@@ -175,5 +187,12 @@ pub(crate) fn collect(shared: &std::sync::Arc<crate::db::Shared>) -> Stats {
     if logical > 0 {
         stats.write_amplification = shared.disk_bytes_written.load(Ordering::Relaxed) as f64 / logical as f64;
     }
+    let maintenance = &shared.maintenance;
+    stats.compactions = maintenance.counters.compactions.load(Ordering::Relaxed);
+    stats.bytes_compacted = maintenance.counters.bytes_compacted.load(Ordering::Relaxed);
+    stats.bytes_reclaimed = maintenance.counters.bytes_reclaimed.load(Ordering::Relaxed);
+    stats.stall_ms = maintenance.counters.stall_us.load(Ordering::Relaxed) / 1000;
+    stats.pending_compaction_bytes = crate::maintenance::warm_bytes(shared);
+    stats.last_background_error = maintenance.last_error();
     stats
 }

@@ -383,7 +383,7 @@ mod tests {
     fn write_and_open(rows: &OwnedRows, dim: usize) -> (tempfile::TempDir, ColdFile) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(layout::cold_file_name(5));
-        write_segment(&OsVfs, &path, 5, dim, rows).unwrap();
+        write_segment(&OsVfs, &path, 5, dim, rows, None).unwrap();
         let file = ColdFile::open(&OsVfs, &path, 5, dim).unwrap();
         (dir, file)
     }
@@ -457,7 +457,7 @@ mod tests {
         );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(layout::cold_file_name(5));
-        write_segment(&OsVfs, &path, 5, 2, &rows).unwrap();
+        write_segment(&OsVfs, &path, 5, 2, &rows, None).unwrap();
         let good = read_all(&path);
         for at in 0..good.len() {
             let mut bad = good.clone();

@@ -8,6 +8,7 @@ use std::path::Path;
 use super::filter;
 use super::layout::{self, BufferEntry, Column, Footer, BUFFER_ALIGN, FENCE_ROWS, HEADER_LEN};
 use crate::io::fs;
+use crate::io::pace::{Pace, Paced};
 use crate::io::vfs::{File, Vfs};
 use crate::{Error, Result};
 
@@ -63,14 +64,14 @@ pub(crate) struct WrittenSegment {
 }
 
 /// Writes the buffers one after another, 64-aligned, with a CRC of each.
-struct BufferWriter {
-    out: BufWriter<File>,
+struct BufferWriter<'p> {
+    out: BufWriter<Paced<'p, File>>,
     position: u64,
     hasher: crc32fast::Hasher,
     start: u64,
 }
 
-impl BufferWriter {
+impl BufferWriter<'_> {
     fn begin(&mut self) -> std::io::Result<()> {
         let padded = crate::format::align_up(self.position as usize, BUFFER_ALIGN) as u64;
         let zeros = [0u8; BUFFER_ALIGN];
@@ -93,8 +94,16 @@ impl BufferWriter {
     }
 }
 
-/// Writes `rows` as a new cold segment file at `path` (which must not exist) and fdatasyncs it.
-pub(crate) fn write_segment(vfs: &dyn Vfs, path: &Path, cold_id: u64, dim: usize, rows: &dyn RowSource) -> Result<WrittenSegment> {
+/// Writes `rows` as a new cold segment file at `path` (which must not exist) and fdatasyncs
+/// it. With a `pace` (background compaction), every write is admitted by it first.
+pub(crate) fn write_segment(
+    vfs: &dyn Vfs,
+    path: &Path,
+    cold_id: u64,
+    dim: usize,
+    rows: &dyn RowSource,
+    pace: Option<&Pace>,
+) -> Result<WrittenSegment> {
     let n = rows.rows();
     for i in 1..n {
         if rows.row(i - 1).key >= rows.row(i).key {
@@ -102,7 +111,8 @@ pub(crate) fn write_segment(vfs: &dyn Vfs, path: &Path, cold_id: u64, dim: usize
         }
     }
     let file = fs::create_new(vfs, path)?;
-    let mut w = BufferWriter { out: BufWriter::with_capacity(1 << 20, file), position: 0, hasher: crc32fast::Hasher::new(), start: 0 };
+    let out = BufWriter::with_capacity(1 << 20, Paced { inner: file, pace });
+    let mut w = BufferWriter { out, position: 0, hasher: crc32fast::Hasher::new(), start: 0 };
     let io = |e: std::io::Error| Error::io_at(path, "write cold segment", e);
     w.put(&layout::header_encode(cold_id, n as u64, dim as u32)).map_err(io)?;
     debug_assert_eq!(w.position, HEADER_LEN as u64);
@@ -184,7 +194,7 @@ pub(crate) fn write_segment(vfs: &dyn Vfs, path: &Path, cold_id: u64, dim: usize
     w.begin().map_err(io)?; // the footer starts 64-aligned too
     w.put(&footer.encode()).map_err(io)?;
     let file_len = w.position;
-    let file = w.out.into_inner().map_err(|e| io(e.into_error()))?;
+    let file = w.out.into_inner().map_err(|e| io(e.into_error()))?.inner;
     fs::sync_data(file.as_ref(), path)?;
     Ok(WrittenSegment { file_len, rows: n as u64 })
 }

@@ -108,6 +108,8 @@ struct State {
     fired: AtomicBool,
     /// Every sync fails while set (the poisoning tests).
     failing_syncs: AtomicBool,
+    /// What `free_space` reports: 0 = the real figure, else the figure + 1.
+    free_space: AtomicU64,
 }
 
 impl State {
@@ -184,6 +186,12 @@ impl FaultVfs {
     }
 
     /// The seam as `Options::vfs` takes it.
+    /// Makes `free_space` report `bytes` (a full disk for background compaction), or the
+    /// real figure again with `None`.
+    pub fn set_free_space(&self, bytes: Option<u64>) {
+        self.state.free_space.store(bytes.map_or(0, |b| b.saturating_add(1).max(1)), Ordering::SeqCst);
+    }
+
     pub fn as_vfs(&self) -> Arc<dyn Vfs> {
         Arc::new(self.clone())
     }
@@ -240,6 +248,14 @@ impl Vfs for FaultVfs {
     fn canonicalize(&self, path: &Path) -> io::Result<PathBuf> {
         self.state.check(Op::Canonicalize)?;
         self.inner.canonicalize(path)
+    }
+
+    /// Not a counted operation (it changes nothing and cannot fail usefully).
+    fn free_space(&self, path: &Path) -> io::Result<u64> {
+        match self.state.free_space.load(Ordering::SeqCst) {
+            0 => self.inner.free_space(path),
+            reported => Ok(reported - 1),
+        }
     }
 }
 

@@ -11,4 +11,5 @@ pub(crate) mod aligned;
 pub(crate) mod faults;
 pub(crate) mod fs;
 pub(crate) mod maps;
+pub(crate) mod pace;
 pub(crate) mod vfs;

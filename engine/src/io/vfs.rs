@@ -81,6 +81,12 @@ pub trait Vfs: Send + Sync {
     fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()>;
     fn metadata(&self, path: &Path) -> io::Result<FileInfo>;
     fn canonicalize(&self, path: &Path) -> io::Result<PathBuf>;
+    /// Bytes available to this process on the file system holding `path` (statvfs
+    /// `f_bavail × f_frsize`): background compaction checks it before a run. A test file
+    /// system without a notion of space reports unlimited.
+    fn free_space(&self, _path: &Path) -> io::Result<u64> {
+        Ok(u64::MAX)
+    }
 }
 
 /// The production [`Vfs`]: `std::fs` with private modes and `O_NOFOLLOW`.
@@ -161,6 +167,11 @@ impl Vfs for OsVfs {
 
     fn canonicalize(&self, path: &Path) -> io::Result<PathBuf> {
         std::fs::canonicalize(path)
+    }
+
+    fn free_space(&self, path: &Path) -> io::Result<u64> {
+        let stat = rustix::fs::statvfs(path)?;
+        Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
     }
 }
 
