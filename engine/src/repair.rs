@@ -62,8 +62,8 @@ pub(crate) fn repair(vfs_handle: &Arc<dyn Vfs>, dir: &Path) -> Result<RepairRepo
     let mut salvage = Salvage::default();
     let embedding_dim = embedding_dim(vfs, dir, &mut salvage.report)?;
     let sources = sources(vfs, dir, &mut salvage.report)?;
-    for path in &sources.logs {
-        salvage_log(vfs, path, embedding_dim, &mut salvage)?;
+    for (i, path) in sources.logs.iter().enumerate() {
+        salvage_log(vfs, path, embedding_dim, i + 1 == sources.logs.len(), &mut salvage)?;
     }
     for path in &sources.colds {
         salvage_cold(vfs, path, embedding_dim, &mut salvage)?;
@@ -234,6 +234,15 @@ impl FileLoss {
         }
     }
 
+    /// The file ends at `at` where more must follow (a sealed segment without its trailer, an
+    /// empty cold segment): an empty range there, so the file is named even when no byte
+    /// of it is known to be lost.
+    fn ends_early(&mut self, at: usize, detail: impl Into<String>) {
+        if !self.ranges.iter().any(|r| r.end == at as u64) {
+            self.ranges.push(LostRange { start: at as u64, end: at as u64, detail: detail.into() });
+        }
+    }
+
     fn record(self, path: &Path, report: &mut RepairReport) {
         if !self.ranges.is_empty() || self.records_lost > 0 {
             let mut ranges = self.ranges;
@@ -251,8 +260,9 @@ impl FileLoss {
 
 /// Salvages the whole commits of one log segment. A sealed segment whose trailer and hint
 /// block survived is read by its hints (exact: every record of every commit is listed);
-/// otherwise the records are found by scanning (`scan_commits`).
-fn salvage_log(vfs: &dyn Vfs, path: &Path, embedding_dim: usize, salvage: &mut Salvage) -> Result<()> {
+/// otherwise the records are found by scanning (`scan_commits`). Every segment but the
+/// `newest` was sealed: without a valid trailer it was cut short or damaged.
+fn salvage_log(vfs: &dyn Vfs, path: &Path, embedding_dim: usize, newest: bool, salvage: &mut Salvage) -> Result<()> {
     let map = fs::map(vfs, path)?;
     let bytes = map.bytes();
     let mut loss = FileLoss::default();
@@ -279,7 +289,13 @@ fn salvage_log(vfs: &dyn Vfs, path: &Path, embedding_dim: usize, salvage: &mut S
             loss.lose(records_end, bytes.len() - TRAILER_LEN, format!("hint block: {}; records found by scanning", error_detail(&error)));
             scan_commits(&bytes[..records_end], embedding_dim, &mut loss, salvage);
         }
-        None => scan_commits(bytes, embedding_dim, &mut loss, salvage),
+        None => {
+            scan_commits(bytes, embedding_dim, &mut loss, salvage);
+            if !newest {
+                let detail = "no valid trailer, though a newer segment follows: cut short or damaged; what followed is lost";
+                loss.ends_early(bytes.len(), detail);
+            }
+        }
     }
     loss.record(path, &mut salvage.report);
     Ok(())
@@ -395,7 +411,8 @@ fn scan_commits(bytes: &[u8], embedding_dim: usize, loss: &mut FileLoss, salvage
         }
     }
     drop_commit(commit.take(), loss, "it has no commit end");
-    loss.lose(expected, bytes.len(), "bytes that are not a valid record (damage or a torn tail)");
+    // A file cut inside its header ends before the first record would start.
+    loss.lose(expected.min(bytes.len()), bytes.len(), "bytes that are not a valid record (damage or a torn tail)");
 }
 
 /// Keeps a whole commit found by the scan. Commits reach a segment in seq order, so one
@@ -442,11 +459,12 @@ fn salvage_cold(vfs: &dyn Vfs, path: &Path, embedding_dim: usize, salvage: &mut 
             None
         }
     };
-    let footer = match Footer::decode(bytes, path) {
-        Ok((footer, _)) => footer,
+    let (footer, footer_at) = match Footer::decode(bytes, path) {
+        Ok(decoded) => decoded,
         Err(error @ Error::UnsupportedVersion { .. }) => return Err(error),
         Err(error) => {
             loss.lose(0, bytes.len(), format!("footer unreadable, no row can be located: {}", error_detail(&error)));
+            loss.ends_early(bytes.len(), "the file ends before its footer: every row is lost");
             loss.records_lost = header_rows.unwrap_or(0);
             loss.exact = header_rows.is_some();
             loss.record(path, &mut salvage.report);
@@ -462,6 +480,7 @@ fn salvage_cold(vfs: &dyn Vfs, path: &Path, embedding_dim: usize, salvage: &mut 
             loss.lose(start, end, format!("{} buffer checksum mismatch; rows salvaged by their row checksums", column.name()));
         }
     }
+    lose_nonzero_padding(bytes, &footer, footer_at, &mut loss);
     let rows = footer.rows;
     // A row needs two key offsets: whatever the footer claims, the walk is bounded by the file.
     let locatable = column_bytes(bytes, &footer, Column::KeyOffsets).map_or(0, |b| (b.len() / 8).saturating_sub(1));
@@ -476,6 +495,23 @@ fn salvage_cold(vfs: &dyn Vfs, path: &Path, embedding_dim: usize, salvage: &mut 
     loss.exact = true;
     loss.record(path, &mut salvage.report);
     Ok(())
+}
+
+/// The alignment padding before each buffer and before the footer must be zero: non-zero
+/// bytes there are damage. No row lies in them, so no row is lost, but the file is named
+/// with the range that was wrong (a rebuild is never reported with no damaged file).
+fn lose_nonzero_padding(bytes: &[u8], footer: &Footer, footer_at: usize, loss: &mut FileLoss) {
+    let buffers = Column::ALL.iter().map(|&c| footer.columns[c as usize]).map(|e| (e.offset, e.offset.saturating_add(e.len)));
+    let mut previous_end = layout::HEADER_LEN as u64;
+    for (start, end) in buffers.chain([(footer_at as u64, footer_at as u64)]) {
+        let to = usize::try_from(start).unwrap_or(usize::MAX).min(footer_at);
+        let from = usize::try_from(previous_end).unwrap_or(usize::MAX).min(to);
+        let gap = &bytes[from..to];
+        if let (Some(first), Some(last)) = (gap.iter().position(|&b| b != 0), gap.iter().rposition(|&b| b != 0)) {
+            loss.lose(from + first, from + last + 1, "alignment padding is not zero (no row lies there)");
+        }
+        previous_end = previous_end.max(end);
+    }
 }
 
 /// The bytes of `column`'s buffer, if the directory entry lies inside the file.

@@ -131,7 +131,9 @@ pub struct DamagedFile {
     pub records_lost_is_exact: bool,
 }
 
-/// A byte range of a damaged file that could not be salvaged.
+/// A byte range of a damaged file that could not be salvaged. Empty (`start == end`) where
+/// the file ends early (a sealed segment cut short, an empty cold segment): what followed
+/// is lost, and its length is not known.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LostRange {

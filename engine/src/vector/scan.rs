@@ -271,15 +271,25 @@ fn scan_index(
                 continue;
             }
             let record = view.resolve_for_scoring(shared, key, item.seq, &item.version)?;
-            if record.embedding().is_none() {
-                continue;
-            }
             let origin = match view.table.get(item.version.segment_id) {
                 Some(crate::segments::SegmentRef::Sealed(_)) => {
                     Origin::Sealed { segment_id: item.version.segment_id, offset: item.version.offset }
                 }
                 _ => Origin::Hot,
             };
+            if record.embedding().is_none() {
+                // The index's logical size counts the embedding its hint entry recorded. A
+                // sealed record that reads as having none while that size says it has one
+                // has a damaged flags byte: skipping it would drop a hit without a word
+                // (tests/corruption_sweep.rs), so its checksum decides, as for a hit.
+                let logical = key.len() + record.content().len();
+                if let Origin::Sealed { segment_id, offset } = origin {
+                    if shared.options.verify_checksums && logical != item.version.logical_bytes as usize {
+                        view.check_sealed(segment_id, offset)?;
+                    }
+                }
+                continue;
+            }
             tile.push(IndexRow { record, key: item.key.clone(), origin });
             if tile.len() == TILE_ROWS {
                 score_index_tile(queries, &chunk.keys, &mut tile, &mut scores, selections);
