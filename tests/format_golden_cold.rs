@@ -1126,18 +1126,27 @@ fn a_damaged_manifest_is_corruption_and_a_newer_one_unsupported() {
         let crc = crc32fast::hash(&b[..at]);
         b[at..].copy_from_slice(&crc.to_le_bytes());
     };
-    // Version 2 is unsupported whether or not the checksum was recomputed: the version is
-    // checked first. Read-only and writable opens alike.
-    for recompute in [false, true] {
-        let (_temp, dir) = write(&|b| {
-            b[8..12].copy_from_slice(&2u32.to_le_bytes());
-            if recompute {
-                fix_crc(b);
-            }
-        });
-        assert_unsupported(&Db::open(&dir, read_only_at(READ_CLOCK_MS)).unwrap_err(), MANIFEST, 2);
-        assert_unsupported(&Db::open(&dir, options_at(READ_CLOCK_MS)).unwrap_err(), MANIFEST, 2);
-        assert_eq!(files_under(&dir).len(), files_under(&golden_dir()).len() + 1, "only LOCK was added");
+    // Version 2 with a valid checksum is a newer MANIFEST: unsupported, read-only and
+    // writable opens alike, before its layout is looked at.
+    let (_temp, dir) = write(&|b| {
+        b[8..12].copy_from_slice(&2u32.to_le_bytes());
+        fix_crc(b);
+    });
+    assert_unsupported(&Db::open(&dir, read_only_at(READ_CLOCK_MS)).unwrap_err(), MANIFEST, 2);
+    assert_unsupported(&Db::open(&dir, options_at(READ_CLOCK_MS)).unwrap_err(), MANIFEST, 2);
+    assert_eq!(files_under(&dir).len(), files_under(&golden_dir()).len() + 1, "only LOCK was added");
+    assert!(strata::repair(&dir).is_err(), "repair never rebuilds a newer MANIFEST");
+    // The same version field without a matching checksum is a damaged field (a single bit
+    // flip turns 1 into 3, 5, 9 ...): Corruption at offset 8, and repair rebuilds it.
+    for version in [2u32, 3, 1 << 31] {
+        let (_temp, dir) = write(&|b| b[8..12].copy_from_slice(&version.to_le_bytes()));
+        match Db::open(&dir, read_only_at(READ_CLOCK_MS)).map(|_| ()) {
+            Err(Error::Corruption { path, offset: 8, .. }) => assert!(path.ends_with(MANIFEST)),
+            other => panic!("version {version} with a bad checksum: expected Corruption at 8, got {other:?}"),
+        }
+        let report = strata::repair(&dir).expect("repair rebuilds a MANIFEST whose version field is damaged");
+        assert!(report.rebuilt && report.damaged_files.iter().any(|f| f.path.ends_with(MANIFEST)));
+        Db::open(&dir, options_at(READ_CLOCK_MS)).expect("opens after repair").verify().expect("verifies");
     }
     type Change = Box<dyn Fn(&mut Vec<u8>)>;
     let cases: [(&str, Change, u64); 7] = [

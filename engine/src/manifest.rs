@@ -97,8 +97,21 @@ impl Manifest {
             return Err(Error::corruption(path, 0, "bad magic: not a strata MANIFEST"));
         }
         let version = get_u32(bytes, VERSION_AT);
-        // The version is checked before the checksum: a newer layout may checksum differently.
+        // Before the layout checks: a newer layout may differ in everything but the magic, the
+        // version and the trailing CRC-32 of the bytes before it (every version keeps those).
+        // A newer version whose checksum fails is a damaged version field, not a newer file:
+        // Corruption, so that `repair` rebuilds it (one flipped bit must not block repair).
         if version > MANIFEST_FORMAT_VERSION {
+            let crc_at = bytes.len() - 4;
+            if crc32(&bytes[..crc_at]) != get_u32(bytes, crc_at) {
+                return Err(Error::corruption(
+                    path,
+                    VERSION_AT as u64,
+                    format!(
+                        "MANIFEST version field reads {version} but the checksum fails: damaged (a newer MANIFEST has a valid checksum)"
+                    ),
+                ));
+            }
             return Err(Error::UnsupportedVersion {
                 path: path.to_path_buf(),
                 found: version,
