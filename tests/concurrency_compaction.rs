@@ -126,10 +126,37 @@ fn writer_step(rng: &mut StdRng, writer: usize) -> (usize, bool) {
     (group, deletable(group) && rng.gen_bool(0.25))
 }
 
+/// Who moves data to the cold tier while the writers and readers run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Compactor {
+    /// A thread looping `seal` + `compact`.
+    Explicit,
+    /// Background maintenance with tiny thresholds, so that it runs all the time; the
+    /// compactor thread only watches (`Stats::compactions`) and checks the cold tier.
+    Background,
+}
+
+/// Background runs the test wants to have seen before it ends.
+const BACKGROUND_COMPACTIONS_MIN: u64 = 5;
+
+fn background_options() -> Options {
+    options().compaction_warm_bytes(16 << 10).compaction_interval_min(std::time::Duration::ZERO).write_stall_bytes(1 << 20, 4 << 20)
+}
+
 #[test]
 fn readers_see_whole_groups_and_no_stale_values_while_compaction_runs() {
+    readers_see_whole_groups_and_no_stale_values(Compactor::Explicit);
+}
+
+#[test]
+fn readers_see_whole_groups_and_no_stale_values_while_background_maintenance_runs() {
+    readers_see_whole_groups_and_no_stale_values(Compactor::Background);
+}
+
+fn readers_see_whole_groups_and_no_stale_values(mode: Compactor) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = Arc::new(Db::open(dir.path(), options()).expect("open"));
+    let db_options = if mode == Compactor::Background { background_options() } else { options() };
+    let db = Arc::new(Db::open(dir.path(), db_options.clone()).expect("open"));
     let writers_left = Arc::new(AtomicU64::new(WRITERS as u64));
     let all_done = Arc::new(AtomicBool::new(false));
     let compactions = Arc::new(AtomicU64::new(0));
@@ -167,10 +194,28 @@ fn readers_see_whole_groups_and_no_stale_values_while_compaction_runs() {
         let (db, writers_left, compactions) = (db.clone(), writers_left.clone(), compactions.clone());
         thread::spawn(move || {
             let mut n = 0u64;
-            while writers_left.load(Ordering::SeqCst) > 0 || n < COMPACTIONS_MIN {
-                db.seal().expect("seal");
-                db.compact().unwrap_or_else(|e| panic!("compaction {n}: {e}"));
-                n += 1;
+            loop {
+                let writing = writers_left.load(Ordering::SeqCst) > 0;
+                match mode {
+                    Compactor::Explicit if !writing && n >= COMPACTIONS_MIN => break,
+                    Compactor::Explicit => {
+                        db.seal().expect("seal");
+                        db.compact().unwrap_or_else(|e| panic!("compaction {n}: {e}"));
+                        n += 1;
+                    }
+                    Compactor::Background => {
+                        if !writing {
+                            db.wait_for_compaction().expect("background maintenance");
+                        }
+                        let stats = db.stats();
+                        assert_eq!(stats.last_background_error, None, "background maintenance failed");
+                        if !writing && stats.compactions == n {
+                            break;
+                        }
+                        n = stats.compactions;
+                        thread::yield_now();
+                    }
+                }
                 compactions.store(n, Ordering::SeqCst);
                 // The cold tier itself: disjoint sorted keys, each row a written value.
                 let mut previous: Option<Vec<u8>> = None;
@@ -334,6 +379,12 @@ fn readers_see_whole_groups_and_no_stale_values_while_compaction_runs() {
     all_done.store(true, Ordering::SeqCst);
     let rounds: Vec<u64> = readers.into_iter().map(|r| r.join().expect("reader")).collect();
     eprintln!("{compactions_done} compactions; reader rounds {rounds:?}");
+    if mode == Compactor::Background {
+        assert!(compactions_done >= BACKGROUND_COMPACTIONS_MIN, "background maintenance ran {compactions_done} times");
+        let stats = db.stats();
+        assert!(stats.pending_compaction_bytes < 16 << 10, "idle maintenance leaves the warm tier under its watermark: {stats:?}");
+        assert!(stats.cold.records > 0 && stats.bytes_compacted > 0, "{stats:?}");
+    }
 
     let expected: Vec<Entry> = model
         .iter()
@@ -358,7 +409,7 @@ fn readers_see_whole_groups_and_no_stale_values_while_compaction_runs() {
     db.verify().expect("verify");
     let before_reopen = collect(db.iter());
     drop(db);
-    let db = Db::open(dir.path(), options()).expect("reopen");
+    let db = Db::open(dir.path(), db_options).expect("reopen");
     assert_eq!(collect(db.iter()), before_reopen, "after reopen, seqs included");
     assert_eq!(db.stats().orphans_removed, 0, "the clean close left no orphan");
     db.verify().expect("verify after reopen");

@@ -630,6 +630,10 @@ impl Db {
                     // gone from the index too, and the record is in the cold tier. Look again.
                     continue;
                 }
+                if table.retired.contains(&version.segment_id) {
+                    // Compacted: this table's cold set supersedes the entry (`ReadView::get`).
+                    return crate::read::get_cold(shared, &table, key, None, None);
+                }
                 return crate::read::resolve_keyed(shared, &table, key, found_seq, &version).map(Some);
             }
             if shared.index.contains_key(key) {

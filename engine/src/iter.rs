@@ -124,7 +124,11 @@ impl Iter {
             segment.seq(row.row as usize) <= seq && segment.is_live(row.row as usize, now) && tier.is_none_or(|t| t == Tier::Cold)
         };
         let mut merged = Vec::with_capacity(items.len() + cold_rows.len());
-        let mut index_items = items.into_iter().filter(|i| within(&keys[i.key.clone()])).peekable();
+        // A version in a segment this table lists as retired is superseded by the table's
+        // cold set (which holds that compaction's output): the cold row, or nothing when the
+        // compaction dropped the key (a tombstone, an expiry, the compaction filter).
+        let mut index_items =
+            items.into_iter().filter(|i| within(&keys[i.key.clone()]) && !table.retired.contains(&i.version.segment_id)).peekable();
         let mut cold_items = cold_rows.into_iter().filter(|&r| within(cold.key(r))).peekable();
         loop {
             let order = match (index_items.peek(), cold_items.peek()) {

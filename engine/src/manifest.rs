@@ -228,9 +228,14 @@ mod tests {
     }
 
     #[test]
-    fn a_newer_version_is_unsupported_not_corrupt() {
+    fn a_newer_version_is_unsupported_and_a_damaged_version_field_corrupt() {
         let mut bytes = Manifest::default().encode();
         put_u32(&mut bytes, VERSION_AT, MANIFEST_FORMAT_VERSION + 1);
+        // Without a matching checksum the field was damaged (a flipped bit), not written newer.
+        assert!(matches!(Manifest::decode(&bytes, Path::new("M")), Err(Error::Corruption { offset: 8, .. })));
+        let crc_at = bytes.len() - 4;
+        let crc = crc32(&bytes[..crc_at]);
+        put_u32(&mut bytes, crc_at, crc);
         assert!(matches!(Manifest::decode(&bytes, Path::new("M")), Err(Error::UnsupportedVersion { found: 2, .. })));
     }
 }

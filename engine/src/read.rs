@@ -23,11 +23,14 @@ pub(crate) struct ReadView {
 }
 
 impl ReadView {
-    /// The index first (hot and warm versions, tombstones included), then the cold tier.
+    /// The index first (hot and warm versions, tombstones included), then the cold tier. A
+    /// version in a segment this view's table lists as retired is superseded by the table's
+    /// cold set, which holds that compaction's output: the cold row, or nothing if the
+    /// compaction dropped the key (a tombstone, an expiry, the compaction filter).
     pub(crate) fn get(&self, shared: &Shared, key: &[u8]) -> Result<Option<Record>> {
         match shared.index.newest_at(key, self.seq) {
-            Some((seq, version)) => self.resolve_live(shared, key, seq, &version),
-            None => get_cold(shared, &self.table, key, Some(self.seq), Some(self.now_ms)),
+            Some((seq, version)) if !self.table.retired.contains(&version.segment_id) => self.resolve_live(shared, key, seq, &version),
+            _ => get_cold(shared, &self.table, key, Some(self.seq), Some(self.now_ms)),
         }
     }
 

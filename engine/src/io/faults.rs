@@ -110,6 +110,8 @@ struct State {
     failing_syncs: AtomicBool,
     /// What `free_space` reports: 0 = the real figure, else the figure + 1.
     free_space: AtomicU64,
+    /// While set, creating a file whose name ends with this fails with this kind's error.
+    failing_creates: std::sync::Mutex<Option<(String, FaultKind)>>,
 }
 
 impl State {
@@ -192,6 +194,13 @@ impl FaultVfs {
         self.state.free_space.store(bytes.map_or(0, |b| b.saturating_add(1).max(1)), Ordering::SeqCst);
     }
 
+    /// While `Some((suffix, kind))`: creating any file whose name ends with `suffix` fails
+    /// with `kind`'s error (e.g. every new `.cold` file: background compaction's output).
+    /// Not counted as the planned fault; `None` stops it.
+    pub fn fail_creating(&self, failing: Option<(&str, FaultKind)>) {
+        *self.state.failing_creates.lock().unwrap_or_else(|p| p.into_inner()) = failing.map(|(s, k)| (s.to_string(), k));
+    }
+
     pub fn as_vfs(&self) -> Arc<dyn Vfs> {
         Arc::new(self.clone())
     }
@@ -200,6 +209,13 @@ impl FaultVfs {
 impl Vfs for FaultVfs {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<File> {
         let creates = matches!(mode, OpenMode::CreateNew | OpenMode::OpenOrCreate);
+        if creates {
+            let failing = self.state.failing_creates.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some((_, kind)) = failing.filter(|(suffix, _)| path.to_string_lossy().ends_with(suffix.as_str())) {
+                self.state.fired.store(true, Ordering::SeqCst);
+                return Err(kind.error());
+            }
+        }
         self.state.check(if creates { Op::Create } else { Op::Open })?;
         let inner = self.inner.open(path, mode)?;
         Ok(Box::new(FaultFile { inner, state: self.state.clone(), next_write_fails: false }))

@@ -263,6 +263,9 @@ fn scan_index(
         let upper = range.upper.as_ref().map(Vec::as_slice);
         let stop = shared.index.scan(lower.as_ref().map(Vec::as_slice), upper, view.seq, Direction::Forward, INDEX_CHUNK_KEYS, &mut chunk);
         for item in &chunk.items {
+            if view.table.retired.contains(&item.version.segment_id) {
+                continue; // compacted: the cold set holds its successor, or dropped it (`ReadView::get`)
+            }
             let key = &chunk.keys[item.key.clone()];
             if let Some(row) = cold.find(key) {
                 shadowed[row.segment as usize][row.row as usize / 64] |= 1 << (row.row % 64);
