@@ -58,17 +58,27 @@ struct ChildSpec {
     cycle: u64,
     /// The writer asks for a seal + compaction after every this many writes.
     compact_every: u64,
+    /// No compactor thread: background maintenance with tiny thresholds compacts (the kill
+    /// then lands wherever its runs are).
+    background: bool,
 }
 
 impl ChildSpec {
     fn encode(&self) -> String {
-        format!("{} {} {}", self.seed, self.cycle, self.compact_every)
+        format!("{} {} {} {}", self.seed, self.cycle, self.compact_every, u64::from(self.background))
     }
 
     fn decode(text: &str) -> ChildSpec {
         let fields: Vec<u64> = text.split(' ').map(|f| f.parse().expect("child spec field")).collect();
-        let [seed, cycle, compact_every] = fields[..] else { panic!("child spec {text:?}") };
-        ChildSpec { seed, cycle, compact_every }
+        let [seed, cycle, compact_every, background] = fields[..] else { panic!("child spec {text:?}") };
+        ChildSpec { seed, cycle, compact_every, background: background == 1 }
+    }
+
+    fn options(&self) -> Options {
+        match self.background {
+            false => options(),
+            true => options().compaction_warm_bytes(8 << 10).compaction_interval_min(Duration::ZERO),
+        }
     }
 }
 
@@ -94,14 +104,17 @@ struct Plan {
 fn plan(seed: u64, cycle: u64) -> (ChildSpec, Plan) {
     let mut rng = rng_for(seed, &[0, cycle]);
     let compact_every = rng.gen_range(4..=12);
+    let background = rng.gen_bool(0.35);
     let kill = match rng.gen_range(0..20) {
+        // Background runs are not announced: only acknowledgements time the kill.
+        _ if background => Kill::Acks(rng.gen_range(1..=150)),
         0 => Kill::Acks(0),
         1..5 => Kill::Acks(rng.gen_range(1..=120)),
         5..9 => Kill::Start { n: rng.gen_range(0..4), delay_us: 0 },
         9..16 => Kill::Start { n: rng.gen_range(0..4), delay_us: rng.gen_range(0..4_000) },
         _ => Kill::Done(rng.gen_range(0..4)),
     };
-    (ChildSpec { seed, cycle, compact_every }, Plan { kill, recover_in_parent: rng.gen_bool(0.75) })
+    (ChildSpec { seed, cycle, compact_every, background }, Plan { kill, recover_in_parent: rng.gen_bool(0.75) })
 }
 
 /// Write `index` of the child of `cycle`: a put, a delete, or a batch of puts and deletes.
@@ -133,7 +146,7 @@ fn crash_compaction_child_writes_and_compacts_until_killed() {
         eprintln!("child {spec:?}: {what}");
         std::process::abort()
     };
-    let db = Db::open(&dir, options()).unwrap_or_else(|e| fail(format!("open: {e}")));
+    let db = Db::open(&dir, spec.options()).unwrap_or_else(|e| fail(format!("open: {e}")));
     let out = Mutex::new(std::io::stdout());
     let say = |line: String| {
         let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
@@ -161,7 +174,7 @@ fn crash_compaction_child_writes_and_compacts_until_killed() {
                 fail(format!("write {index}: {e}"));
             }
             say(format!("{ACK} {index}"));
-            if index % spec.compact_every == spec.compact_every - 1 {
+            if !spec.background && index % spec.compact_every == spec.compact_every - 1 {
                 let _ = ticks.try_send(()); // a compaction already asked for is enough
             }
         }
