@@ -288,3 +288,28 @@ fn close_stops_a_running_background_compaction_and_leaves_no_orphan() {
     assert_eq!(db.stats().orphans_removed, 0, "the stopped run removed its own unpublished files");
     db.verify().expect("verify");
 }
+
+#[test]
+fn a_database_left_idle_ends_fully_compacted() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    // The watermark out of reach: only the idle rule can move anything.
+    let opts = options(true).compaction_warm_bytes(1 << 40).write_stall_bytes(1 << 41, 1 << 42).compaction_idle(Duration::from_millis(20));
+    let db = Db::open(temp.path(), opts).expect("open");
+    let mut model = Model::new();
+    overwrite_workload(&db, &mut model, 17, 2_000, 2); // about 2.4 MB, over the 1 MiB minimum
+    // A liveness bound, not a speed figure: the idle run is due 20 ms after the last write.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let stats = db.stats();
+        assert_eq!(stats.last_background_error, None);
+        if stats.hot.records + stats.warm.records == 0 && stats.compactions > 0 {
+            assert_eq!(stats.cold.records, model.len() as u64, "every live record is cold");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no idle compaction within two minutes: {stats:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    check(&db, &model, "after the idle compaction");
+    let stats = db.stats();
+    assert!(stats.space_amplification < 1.5, "the stale versions are gone: {stats:?}");
+}

@@ -108,6 +108,9 @@ pub(crate) enum Trigger {
     /// The maintenance worker: what is sealed, paced by `compaction_bytes_per_sec`, stopped
     /// by `close`, and only when the file system has room for its output.
     Background,
+    /// The maintenance worker after `compaction_idle` without a write: as `Background`, and
+    /// it seals the active segment first, as `Explicit` does.
+    Idle,
 }
 
 /// Rows merged between two checks of the stop signal.
@@ -116,7 +119,7 @@ const STOP_CHECK_ROWS: usize = 4096;
 pub(crate) fn compact(shared: &Shared, trigger: Trigger) -> Result<()> {
     let _one_at_a_time = shared.lock_or_poison(&shared.compaction);
     shared.check_writable()?;
-    if trigger == Trigger::Explicit {
+    if trigger != Trigger::Background {
         shared.seal_active()?; // everything written before the call takes part
     }
     shared.finish_retirements();
@@ -138,7 +141,7 @@ pub(crate) fn compact(shared: &Shared, trigger: Trigger) -> Result<()> {
     let input_bytes: u64 = warm.iter().map(|s| s.file_len()).chain(rewrite.iter().map(|s| s.file_len())).sum();
     let pace = match trigger {
         Trigger::Explicit => None,
-        Trigger::Background => {
+        Trigger::Background | Trigger::Idle => {
             check_free_space(shared, input_bytes)?;
             Some(Pace::new(shared.options.maintenance.bytes_per_sec, shared.maintenance.stop_flag()))
         }

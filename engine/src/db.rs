@@ -267,6 +267,7 @@ impl Shared {
             return;
         };
         let turn = LeaderTurn { queue: &self.queue, first_seq: first, finished: false };
+        self.maintenance.note_write();
         let outcome = self.write_group(&mut group).map_err(|e| e.to_string());
         turn.finish();
         let last = group.last().map_or(first, |c| c.seq);

@@ -13,6 +13,11 @@
 //! a failed run poisons writes only where compaction itself does (a MANIFEST whose install
 //! may or may not have happened).
 //!
+//! **Idle.** After `compaction_idle` (default 10 s) without a write, when at least 1 MiB is hot
+//! or warm, the worker seals the active segment and compacts everything (as `compact()`
+//! does), so that a database left alone ends fully compacted: no stale versions on disk, the
+//! whole data set searchable at the cold tier's speed.
+//!
 //! **Write stalls.** Before a commit is queued: past `stall_bytes_soft` pending (warm)
 //! bytes it is delayed by up to `STALL_DELAY_MAX`, growing linearly towards
 //! `stall_bytes_hard`; past the hard limit the writer waits until a run brings the warm
@@ -44,6 +49,10 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Longest delay a soft write stall adds to one commit.
 const STALL_DELAY_MAX: Duration = Duration::from_millis(1);
+/// Hot and warm bytes an idle run needs at least (a trickle of writes waits for more).
+const IDLE_BYTES_MIN: u64 = 1 << 20;
+/// Shortest sleep of an idle worker between two looks at the idle condition.
+const IDLE_RECHECK_MIN: Duration = Duration::from_millis(10);
 
 /// The worker's state, shared with the threads that wait on it.
 #[derive(Default)]
@@ -85,6 +94,9 @@ pub(crate) struct Maintenance {
     stopping: Arc<AtomicBool>,
     thread: Mutex<Option<JoinHandle<()>>>,
     pub(crate) counters: Counters,
+    /// When this handle's last commit group was written, in ms since `epoch`.
+    last_write_ms: AtomicU64,
+    epoch: Instant,
 }
 
 impl Maintenance {
@@ -96,7 +108,19 @@ impl Maintenance {
             stopping: Arc::new(AtomicBool::new(false)),
             thread: Mutex::new(None),
             counters: Counters::default(),
+            last_write_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
         }
+    }
+
+    /// A commit group was written (the idle clock restarts).
+    pub(crate) fn note_write(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_write_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn since_last_write(&self) -> Duration {
+        self.epoch.elapsed().saturating_sub(Duration::from_millis(self.last_write_ms.load(Ordering::Relaxed)))
     }
 
     /// A panic while the state was held (a bug) leaves the state consistent enough: every
@@ -241,36 +265,71 @@ fn backoff(failures: u32) -> Duration {
     BACKOFF_MIN.saturating_mul(1u32 << failures.saturating_sub(1).min(16)).min(BACKOFF_MAX)
 }
 
-/// The worker thread's body: wait for a kick (respecting `not_before`), run if needed,
-/// record the outcome, wake the waiters. Holds the handle only during a check or a run, so
-/// a handle dropped without `close` is not kept alive by its worker.
+/// Is an idle run due: no write for `idle`, and at least `IDLE_BYTES_MIN` hot or warm bytes
+/// (so a trickle of writes is not compacted record by record)?
+fn idle_due(maintenance: &Maintenance, shared: &Shared) -> bool {
+    let idle = shared.options.maintenance.idle;
+    maintenance.since_last_write() >= idle && warm_bytes(shared) + hot_bytes(shared) >= IDLE_BYTES_MIN
+}
+
+/// Bytes of records in the active segment (its mirror), header excluded.
+fn hot_bytes(shared: &Shared) -> u64 {
+    let table = shared.segments.load();
+    table
+        .segments
+        .values()
+        .filter_map(|s| match s {
+            crate::segments::SegmentRef::Hot(hot) => Some(hot.end().saturating_sub(crate::log::header::SEGMENT_HEADER_LEN as u64)),
+            crate::segments::SegmentRef::Sealed(_) => None,
+        })
+        .sum()
+}
+
+/// The worker thread's body: wait for a kick or the idle timeout (respecting
+/// `not_before`), run if needed, record the outcome, wake the waiters. Holds the handle only
+/// during a check or a run, so a handle dropped without `close` is not kept alive by its worker.
 fn worker(maintenance: &Maintenance, weak: &Weak<Shared>) {
     loop {
-        let mut state = maintenance.lock();
-        loop {
-            if state.stopping {
-                return;
-            }
-            let now = Instant::now();
-            match (state.kicked, state.not_before) {
-                (true, Some(at)) if at > now => state = maintenance.wake.wait_timeout(state, at - now).unwrap_or_else(|p| p.into_inner()).0,
-                (true, _) => break,
-                (false, _) => state = maintenance.wake.wait(state).unwrap_or_else(|p| p.into_inner()),
-            }
+        // Compacted segments whose readers have gone: their index entries, map and file go
+        // now, not only at the next write (a database left alone frees them too). Before
+        // `state` is taken: retiring takes the writer slot, which comes first in the order.
+        match weak.upgrade() {
+            Some(shared) => shared.finish_retirements(),
+            None => return,
         }
-        state.kicked = false;
-        let Some(shared) = weak.upgrade() else { return };
-        if !needs_run(&shared) {
-            drop(state);
-            maintenance.progress.notify_all();
+        let mut state = maintenance.lock();
+        if state.stopping {
+            return;
+        }
+        let now = Instant::now();
+        if let Some(at) = state.not_before.filter(|&at| at > now) {
+            drop(maintenance.wake.wait_timeout(state, at - now).unwrap_or_else(|p| p.into_inner()));
             continue;
         }
+        let kicked = std::mem::take(&mut state.kicked);
+        let Some(shared) = weak.upgrade() else { return };
+        let trigger = if kicked && needs_run(&shared) {
+            Some(crate::compact::Trigger::Background)
+        } else if idle_due(maintenance, &shared) {
+            Some(crate::compact::Trigger::Idle)
+        } else {
+            None
+        };
+        let Some(trigger) = trigger else {
+            let idle = shared.options.maintenance.idle;
+            drop(shared);
+            if kicked {
+                maintenance.progress.notify_all(); // looked, and found nothing to do
+            }
+            // Until the idle period since the last write ends (then at least that long again).
+            let timeout = idle.saturating_sub(maintenance.since_last_write()).max(IDLE_RECHECK_MIN);
+            drop(maintenance.wake.wait_timeout(state, timeout).unwrap_or_else(|p| p.into_inner()));
+            continue;
+        };
         state.running = true;
         drop(state);
         let started = Instant::now();
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            crate::compact::compact(&shared, crate::compact::Trigger::Background)
-        }));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| crate::compact::compact(&shared, trigger)));
         let mut state = maintenance.lock();
         state.running = false;
         state.runs += 1;

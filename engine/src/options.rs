@@ -77,6 +77,8 @@ pub(crate) struct MaintenanceOptions {
     pub(crate) interval_min: std::time::Duration,
     /// Write rate of background compaction, bytes per second (0: unlimited).
     pub(crate) bytes_per_sec: u64,
+    /// Time without a write after which the worker compacts everything (idle run).
+    pub(crate) idle: std::time::Duration,
 }
 
 impl Default for MaintenanceOptions {
@@ -88,6 +90,7 @@ impl Default for MaintenanceOptions {
             stall_bytes_hard: 8 * limits::COMPACTION_WARM_BYTES_DEFAULT,
             interval_min: std::time::Duration::from_millis(100),
             bytes_per_sec: 0,
+            idle: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -251,6 +254,14 @@ impl Options {
     /// Least time between the starts of two background compactions (default 100 ms).
     pub fn compaction_interval_min(mut self, interval: std::time::Duration) -> Self {
         self.maintenance.interval_min = interval;
+        self
+    }
+
+    /// Time without a write after which background maintenance seals and compacts
+    /// everything (default 10 s), when at least 1 MiB is hot or warm: a database left alone
+    /// ends fully compacted.
+    pub fn compaction_idle(mut self, idle: std::time::Duration) -> Self {
+        self.maintenance.idle = idle;
         self
     }
 

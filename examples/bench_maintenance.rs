@@ -1,0 +1,325 @@
+//! bench_maintenance: a host that never calls `compact()` (issue 11's speed figures), each a
+//! ratio to a baseline measured in the same run.
+//!
+//! Run: `cargo run --release --example bench_maintenance -- --keys 100000`
+//! Flags: `--keys K` (100000), `--rewrites R` (5), `--content-bytes C` (1024), `--dim D` (128),
+//! `--gets G` (100000), `--queries Q` (20), `--seed S` (42), `--dir PATH` (a temporary directory
+//! is made in it; default /tmp), `--warm-bytes B` (the background watermark; default the
+//! engine's, 256 MiB).
+//!
+//! Workload: K keys `key/{i:08}`, each written R times in a random order (C bytes of content
+//! and a D-value embedding per put, `Durability::None`), then 30 % of them deleted, then idle
+//! (`wait_for_compaction`). The same workload runs twice, in fresh directories: with
+//! `auto_compact(false)` (the baseline: nothing but the log) and with background maintenance.
+//! Figures:
+//! 1. space amplification (`disk_bytes / live_bytes`) during the write phase (the largest
+//!    sample, taken every 5 % of the puts), when the writes end (after `wait_for_compaction`)
+//!    and after idle (`compaction_idle` set to 500 ms here), with maintenance;
+//! 2. write amplification (`Stats::write_amplification`: every byte written, log and
+//!    compaction output, per logical byte put);
+//! 3. p99 put latency with maintenance / without (same puts, same order);
+//! 4. point gets (random live keys, one thread) while an explicit `compact()` runs on another
+//!    thread (after 20 % of the keys were overwritten once more) / the same gets before it;
+//! 5. exact top-10 search over the database as background maintenance left it when the writes
+//!    ended / over the same database fully compacted, queries per second.
+//! (Resident memory is for `benches/peers`, where each engine runs in its own process.)
+//! Progress goes to stderr, the table to stdout.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use strata::{Db, Durability, Options};
+
+mod harness;
+use harness::*;
+
+struct Config {
+    keys: usize,
+    rewrites: usize,
+    content_bytes: usize,
+    dim: usize,
+    gets: usize,
+    queries: usize,
+    seed: u64,
+    dir: PathBuf,
+    warm_bytes: Option<u64>,
+}
+
+fn parse_args() -> Result<Config> {
+    let mut config = Config {
+        keys: 100_000,
+        rewrites: 5,
+        content_bytes: 1024,
+        dim: 128,
+        gets: 100_000,
+        queries: 20,
+        seed: 42,
+        dir: std::env::temp_dir(),
+        warm_bytes: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--keys" => config.keys = value()?.parse()?,
+            "--rewrites" => config.rewrites = value()?.parse()?,
+            "--content-bytes" => config.content_bytes = value()?.parse()?,
+            "--dim" => config.dim = value()?.parse()?,
+            "--gets" => config.gets = value()?.parse()?,
+            "--queries" => config.queries = value()?.parse()?,
+            "--seed" => config.seed = value()?.parse()?,
+            "--dir" => config.dir = PathBuf::from(value()?),
+            "--warm-bytes" => config.warm_bytes = Some(value()?.parse()?),
+            other => return Err(format!("unknown flag {other}").into()),
+        }
+    }
+    Ok(config)
+}
+
+fn key(i: usize) -> Vec<u8> {
+    format!("key/{i:08}").into_bytes()
+}
+
+fn embedding(rng: &mut StdRng, dim: usize) -> Vec<f32> {
+    (0..dim).map(|_| rng.gen_range(-1.0..1.0)).collect()
+}
+
+/// What one run of the workload measured.
+struct Run {
+    put_latencies_ns: Vec<u64>,
+    space_amp_peak: f64,
+    /// Right after the writes (and `wait_for_compaction`).
+    space_amp_steady: f64,
+    /// Once idle maintenance has run.
+    space_amp_idle: f64,
+    write_amp: f64,
+    /// Search right after the writes, before the idle run.
+    qps_steady: f64,
+    compactions: u64,
+    write_seconds: f64,
+}
+
+/// The idle period of the maintained run (the engine's default is 10 s).
+const IDLE: Duration = Duration::from_millis(500);
+
+fn options(config: &Config, auto: bool) -> Options {
+    let options = Options::new().embedding_dim(config.dim).durability(Durability::None).auto_compact(auto).compaction_idle(IDLE);
+    match config.warm_bytes {
+        Some(bytes) => options.compaction_warm_bytes(bytes).write_stall_bytes(4 * bytes, 8 * bytes),
+        None => options,
+    }
+}
+
+fn run_workload(config: &Config, dir: &Path, auto: bool) -> Result<(Db, Run)> {
+    let db = Db::open(dir, options(config, auto))?;
+    let mut order: Vec<usize> = (0..config.keys).flat_map(|k| std::iter::repeat_n(k, config.rewrites)).collect();
+    order.shuffle(&mut StdRng::seed_from_u64(config.seed));
+    let mut rng = StdRng::seed_from_u64(config.seed ^ 1);
+    let mut content = vec![0u8; config.content_bytes];
+    let mut latencies = Vec::with_capacity(order.len());
+    let mut space_amp_peak: f64 = 0.0;
+    let sample_every = (order.len() / 20).max(1);
+    let start = Instant::now();
+    for (n, &k) in order.iter().enumerate() {
+        rng.fill(&mut content[..]);
+        let e = embedding(&mut rng, config.dim);
+        let t = Instant::now();
+        db.put(&key(k), &content, Some(&e))?;
+        latencies.push(t.elapsed().as_nanos() as u64);
+        if n % sample_every == sample_every - 1 {
+            let stats = db.stats();
+            space_amp_peak = space_amp_peak.max(stats.space_amplification);
+            eprintln!(
+                "  {}: {:>3} % of puts, space amp {:.2}, {} compactions, pending {:.0} MiB, stalled {} ms",
+                if auto { "maintained" } else { "log only  " },
+                (n + 1) * 100 / order.len(),
+                stats.space_amplification,
+                stats.compactions,
+                mib(stats.pending_compaction_bytes as f64),
+                stats.stall_ms
+            );
+        }
+    }
+    for k in (0..config.keys).filter(|k| k % 10 < 3) {
+        db.delete(&key(k))?;
+    }
+    let write_seconds = start.elapsed().as_secs_f64();
+    db.wait_for_compaction()?;
+    let stats = db.stats();
+    if let Some(error) = &stats.last_background_error {
+        return Err(format!("background maintenance failed: {error}").into());
+    }
+    let space_amp_peak = space_amp_peak.max(stats.space_amplification);
+    let space_amp_steady = stats.space_amplification;
+    let write_amp = stats.write_amplification;
+    let qps_steady = queries_per_second(&db, config)?;
+    // Then idle: the maintenance worker compacts everything once nothing was written for IDLE.
+    if auto {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while db.stats().hot.records + db.stats().warm.records > 0 {
+            if Instant::now() > deadline {
+                return Err("no idle compaction within 10 minutes".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let stats = db.stats();
+    let run = Run {
+        put_latencies_ns: latencies,
+        space_amp_peak,
+        space_amp_steady,
+        space_amp_idle: stats.space_amplification,
+        write_amp,
+        qps_steady,
+        compactions: stats.compactions,
+        write_seconds,
+    };
+    Ok((db, run))
+}
+
+fn percentile(values: &mut [u64], p: f64) -> u64 {
+    values.sort_unstable();
+    values[((values.len() as f64 - 1.0) * p) as usize]
+}
+
+/// Gets of `count` random live keys; ns per get.
+fn gets(db: &Db, config: &Config, count: usize, seed: u64) -> Result<f64> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let start = Instant::now();
+    let mut found = 0usize;
+    for _ in 0..count {
+        let k = loop {
+            let k = rng.gen_range(0..config.keys);
+            if k % 10 >= 3 {
+                break k;
+            }
+        };
+        found += usize::from(db.get(&key(k))?.is_some());
+    }
+    let ns = start.elapsed().as_nanos() as f64 / count as f64;
+    if found != count {
+        return Err(format!("{} of {count} live keys not found", count - found).into());
+    }
+    Ok(ns)
+}
+
+fn queries_per_second(db: &Db, config: &Config) -> Result<f64> {
+    let mut rng = StdRng::seed_from_u64(config.seed ^ 7);
+    let queries: Vec<Vec<f32>> = (0..config.queries).map(|_| embedding(&mut rng, config.dim)).collect();
+    let start = Instant::now();
+    for q in &queries {
+        let hits = db.nearest(q, 10)?;
+        if hits.len() != 10 {
+            return Err("a search found fewer than 10 hits".into());
+        }
+    }
+    Ok(config.queries as f64 / start.elapsed().as_secs_f64())
+}
+
+fn main() -> Result<()> {
+    let config = parse_args()?;
+    let temp = tempfile::Builder::new().prefix("bench_maintenance").tempdir_in(&config.dir)?;
+    eprintln!(
+        "bench_maintenance --keys {} --rewrites {} --content-bytes {} --dim {} --gets {} --queries {} --seed {}{}; load {}",
+        config.keys,
+        config.rewrites,
+        config.content_bytes,
+        config.dim,
+        config.gets,
+        config.queries,
+        config.seed,
+        config.warm_bytes.map_or(String::new(), |b| format!(" --warm-bytes {b}")),
+        load_average()
+    );
+    let (baseline_db, mut baseline) = run_workload(&config, &temp.path().join("log-only"), false)?;
+    drop(baseline_db);
+    let (db, mut maintained) = run_workload(&config, &temp.path().join("maintained"), true)?;
+    eprintln!(
+        "  writes: {:.1} s log only, {:.1} s maintained ({} background compactions)",
+        baseline.write_seconds, maintained.write_seconds, maintained.compactions
+    );
+
+    // Gets idle, then while an explicit compaction runs (over fresh overwrites of 20 % of
+    // the keys, so that it has work), then search over the fully compacted database.
+    let mut rng = StdRng::seed_from_u64(config.seed ^ 9);
+    let mut content = vec![0u8; config.content_bytes];
+    for k in (0..config.keys).filter(|k| k % 5 == 0) {
+        rng.fill(&mut content[..]);
+        db.put(&key(k), &content, Some(&embedding(&mut rng, config.dim)))?;
+    }
+    let idle_ns = gets(&db, &config, config.gets, 3)?;
+    let busy_ns = std::thread::scope(|scope| -> Result<f64> {
+        let compaction = scope.spawn(|| db.compact());
+        let mut per_get = Vec::new();
+        while !compaction.is_finished() {
+            per_get.push(gets(&db, &config, 2_000, per_get.len() as u64)?);
+        }
+        compaction.join().map_err(|_| "compaction panicked")??;
+        if per_get.is_empty() {
+            return Err("the compaction ended before any get ran".into());
+        }
+        Ok(median(per_get))
+    })?;
+    let compacted_qps = queries_per_second(&db, &config)?;
+    let maintained_qps = maintained.qps_steady;
+    drop(db);
+
+    let p99_log = percentile(&mut baseline.put_latencies_ns, 0.99);
+    let p99_maintained = percentile(&mut maintained.put_latencies_ns, 0.99);
+    let figures = vec![
+        Figure {
+            name: "space amplification while writing, maintained (peak)".into(),
+            engine: format!("{:.2}", maintained.space_amp_peak),
+            baseline: format!("log only {:.2}", baseline.space_amp_peak),
+            ratio: maintained.space_amp_peak,
+            target: Target::AtMost(1.25),
+        },
+        Figure {
+            name: "space amplification when the writes end, maintained".into(),
+            engine: format!("{:.2}", maintained.space_amp_steady),
+            baseline: format!("log only {:.2}", baseline.space_amp_steady),
+            ratio: maintained.space_amp_steady,
+            target: Target::AtMost(1.25),
+        },
+        Figure {
+            name: "space amplification after idle, maintained".into(),
+            engine: format!("{:.2}", maintained.space_amp_idle),
+            baseline: format!("log only {:.2}", baseline.space_amp_idle),
+            ratio: maintained.space_amp_idle,
+            target: Target::AtMost(1.1),
+        },
+        Figure {
+            name: "write amplification, maintained".into(),
+            engine: format!("{:.2}", maintained.write_amp),
+            baseline: format!("log only {:.2}", baseline.write_amp),
+            ratio: maintained.write_amp,
+            target: Target::AtMost(5.0),
+        },
+        Figure {
+            name: "p99 put latency, maintained / log only".into(),
+            engine: format!("{:.1} us", p99_maintained as f64 / 1e3),
+            baseline: format!("{:.1} us", p99_log as f64 / 1e3),
+            ratio: p99_maintained as f64 / p99_log as f64,
+            target: Target::AtMost(3.0),
+        },
+        Figure {
+            name: "gets during a compaction / idle (throughput)".into(),
+            engine: format!("{:.0} ns/get", busy_ns),
+            baseline: format!("{:.0} ns/get", idle_ns),
+            ratio: idle_ns / busy_ns,
+            target: Target::AtLeast(0.8),
+        },
+        Figure {
+            name: "search q/s when the writes end, maintained / fully compacted".into(),
+            engine: format!("{maintained_qps:.1} q/s"),
+            baseline: format!("{compacted_qps:.1} q/s"),
+            ratio: maintained_qps / compacted_qps,
+            target: Target::AtLeast(0.8),
+        },
+    ];
+    print_table(&figures);
+    Ok(())
+}
