@@ -22,8 +22,8 @@
 //!    thread (after 20 % of the keys were overwritten once more) / the same gets before it;
 //! 5. exact top-10 search over the database as background maintenance left it when the writes
 //!    ended / over the same database fully compacted, queries per second.
-//! (Resident memory is for `benches/peers`, where each engine runs in its own process.)
-//! Progress goes to stderr, the table to stdout.
+//!
+//! (Resident memory is for `benches/peers`, where each engine runs in its own process.) Progress goes to stderr, the table to stdout.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -297,7 +297,7 @@ fn a_database_left_idle_ends_fully_compacted() {
     let db = Db::open(temp.path(), opts).expect("open");
     let mut model = Model::new();
     overwrite_workload(&db, &mut model, 17, 2_000, 2); // about 2.4 MB, over the 1 MiB minimum
-    // A liveness bound, not a speed figure: the idle run is due 20 ms after the last write.
+                                                       // A liveness bound, not a speed figure: the idle run is due 20 ms after the last write.
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
         let stats = db.stats();
