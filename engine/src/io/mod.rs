@@ -11,4 +11,6 @@ pub(crate) mod aligned;
 pub(crate) mod faults;
 pub(crate) mod fs;
 pub(crate) mod maps;
+#[cfg(feature = "test-hooks")]
+pub(crate) mod power_loss;
 pub(crate) mod vfs;
