@@ -14,7 +14,7 @@
 //! panics. This is what `kill -9` cannot check: data and directory entries the kernel
 //! held but the disk did not.
 //!
-//! Bounded by `STRATA_POWER_LOSS_POINTS` (crash points, default 400) and
+//! Bounded by `STRATA_POWER_LOSS_POINTS` (crash points, default 1000) and
 //! `STRATA_POWER_LOSS_SEEDS` (images per point, default 2); `scripts/power-loss-long.sh`
 //! runs ≥ 100 000 points. `STRATA_TEST_SEED` replays a run.
 
@@ -89,8 +89,9 @@ impl Sampler {
         let checkpoints = self.progress.checkpoints.load(Ordering::SeqCst);
         let mut captured = self.captured.lock().unwrap_or_else(|p| p.into_inner());
         for i in 0..self.seeds {
-            // One image in four reorders the pending directory operations too.
-            let mode = if i % 4 == 3 { ImageMode::Subset } else { ImageMode::Prefix };
+            // One image in four (whatever the number per point) reorders the pending
+            // directory operations too.
+            let mode = if (point.index() + i) % 4 == 3 { ImageMode::Subset } else { ImageMode::Prefix };
             let seed = self.seed ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
             let image = point.image(seed, mode);
             captured.push(Captured { point: point.index(), seed, mode, started, acknowledged, checkpoints, image });
@@ -318,7 +319,7 @@ struct Tally {
 #[test]
 fn every_crash_image_of_a_sync_workload_opens_with_exactly_the_acknowledged_writes() {
     let seed = test_seed("every_crash_image_of_a_sync_workload_opens_with_exactly_the_acknowledged_writes");
-    let points = env_count("STRATA_POWER_LOSS_POINTS", 400) as usize;
+    let points = env_count("STRATA_POWER_LOSS_POINTS", 1000) as usize;
     let seeds = env_count("STRATA_POWER_LOSS_SEEDS", 2).max(1);
     let scratch = tempfile::tempdir().expect("scratch");
     let mut run = Run { seed, seeds, scratch: scratch.path(), tally: Tally::default(), failures: Vec::new() };

@@ -151,14 +151,18 @@ impl FileData {
     }
 
     /// What a power cut could leave of this file.
-    fn crash_bytes(&self, rng: &mut SplitMix, keep: f64) -> Vec<u8> {
+    fn crash_bytes(&self, rng: &mut SplitMix, keep: Keep) -> Vec<u8> {
         if self.dirty.is_empty() && self.durable.len() == self.current.len() {
             return self.current.clone();
         }
         let (low, high) = (self.durable.len().min(self.current.len()) as u64, self.durable.len().max(self.current.len()) as u64);
-        let len = match rng.below(3) {
-            0 => self.durable.len() as u64,
-            1 => self.current.len() as u64,
+        let lost = match keep {
+            Keep::AllButOne => self.dirty.iter().nth(rng.below(self.dirty.len().max(1) as u64) as usize).copied(),
+            Keep::Share(_) => None,
+        };
+        let len = match (keep, rng.below(3)) {
+            (Keep::AllButOne, _) | (_, 1) => self.current.len() as u64,
+            (_, 0) => self.durable.len() as u64,
             _ => {
                 let first = low.div_ceil(PAGE);
                 let last = high / PAGE;
@@ -173,7 +177,8 @@ impl FileData {
         for page in 0..len.div_ceil(PAGE) {
             let start = (page * PAGE) as usize;
             let end = ((page + 1) * PAGE).min(len) as usize;
-            let source = if self.dirty.contains(&page) && rng.chance(keep) { &self.current } else { &self.durable };
+            let kept = self.dirty.contains(&page) && keep.keeps(rng, Some(page) == lost);
+            let source = if kept { &self.current } else { &self.durable };
             let available = source.len().min(end);
             if available > start {
                 bytes[start..available].copy_from_slice(&source[start..available]);
@@ -302,7 +307,7 @@ pub struct PowerLossVfs {
 impl PowerLossVfs {
     /// Tracks everything created under `root`, which must be an existing, empty directory.
     pub fn new(root: &Path) -> io::Result<PowerLossVfs> {
-        if OsVfs.list_dir(root)?.iter().next().is_some() {
+        if !OsVfs.list_dir(root)?.is_empty() {
             return Err(invalid(&format!("the root {} must start empty", root.display())));
         }
         let state = State {
@@ -367,19 +372,23 @@ impl CrashPoint<'_> {
 
     /// One directory tree a power cut at this point could leave, drawn from `seed`: the
     /// durable entry operations and some of the others (as `mode` says), each file's durable
-    /// bytes with an independent random subset of its unsynced pages. The share of unsynced
-    /// things kept is itself drawn per image: none, all, half, or any.
+    /// bytes with an independent random subset of its unsynced pages. How much of what is
+    /// unsynced survives is itself drawn per image: nothing, everything, each thing with
+    /// probability 1/2 or a random share, or everything but one thing (one page per file,
+    /// one entry operation in `Subset` mode) — the most adversarial reordering.
     pub fn image(&self, seed: u64, mode: ImageMode) -> CrashImage {
         let mut rng = SplitMix(seed ^ self.index.wrapping_mul(0x2545_f491_4f6c_dd1d));
-        let keep = match rng.below(4) {
-            0 => 0.0,
-            1 => 1.0,
-            2 => 0.5,
-            _ => rng.unit(),
+        let keep = match rng.below(5) {
+            0 => Keep::Share(0.0),
+            1 => Keep::Share(1.0),
+            2 => Keep::Share(0.5),
+            3 => Keep::Share(rng.unit()),
+            _ => Keep::AllButOne,
         };
         let state = self.state;
         let mut namespace = Namespace::default();
         let prefix = rng.below(state.waiting.len() as u64 + 1) as usize;
+        let lost_op = rng.below(state.waiting.len().max(1) as u64) as usize;
         let mut waiting = state.waiting.iter().peekable();
         let mut kept_waiting = 0;
         for (i, op) in state.log.iter().enumerate() {
@@ -387,7 +396,7 @@ impl CrashPoint<'_> {
                 kept_waiting += 1;
                 match mode {
                     ImageMode::Prefix => kept_waiting <= prefix,
-                    ImageMode::Subset => rng.chance(keep),
+                    ImageMode::Subset => keep.keeps(&mut rng, kept_waiting - 1 == lost_op),
                 }
             } else {
                 true
@@ -444,6 +453,25 @@ impl CrashImage {
             OsVfs.open(&path, OpenMode::CreateNew).and_then(|mut f| f.write_all(bytes)).map_err(|e| context(&path, e))?;
         }
         Ok(())
+    }
+}
+
+/// How much of what is unsynced an image keeps.
+#[derive(Clone, Copy)]
+enum Keep {
+    /// Each thing independently with this probability.
+    Share(f64),
+    /// Everything but one thing.
+    AllButOne,
+}
+
+impl Keep {
+    /// Is this thing kept? `is_the_lost_one`: it is the one `AllButOne` loses.
+    fn keeps(self, rng: &mut SplitMix, is_the_lost_one: bool) -> bool {
+        match self {
+            Keep::Share(p) => rng.chance(p),
+            Keep::AllButOne => !is_the_lost_one,
+        }
     }
 }
 
@@ -732,7 +760,7 @@ mod tests {
         file.write_all(b" and not").expect("write");
         let seen: BTreeSet<Vec<u8>> = images(&vfs).iter().map(|i| i.file("f").expect("a durable name").to_vec()).collect();
         assert!(seen.iter().all(|b| b.starts_with(b"durable")), "the synced bytes are always there: {seen:?}");
-        assert!(seen.contains(&b"durable"[..].to_vec()) && seen.contains(&b"durable and not"[..].to_vec()), "{seen:?}");
+        assert!(seen.contains(&b"durable"[..]) && seen.contains(&b"durable and not"[..]), "{seen:?}");
         file.sync_data().expect("sync");
         assert!(images(&vfs).iter().all(|i| i.file("f") == Some(b"durable and not")), "synced: in every image");
     }
@@ -752,10 +780,10 @@ mod tests {
         for image in images(&vfs) {
             let bytes = image.file("f").expect("durable name");
             assert_eq!(&bytes[..64], &[1u8; 64][..], "durable bytes stay");
-            let pages: Vec<bool> = bytes.chunks(PAGE as usize).map(|p| p.iter().any(|&b| b == 2)).collect();
+            let pages: Vec<bool> = bytes.chunks(PAGE as usize).map(|p| p.contains(&2)).collect();
             if pages.windows(2).any(|w| !w[0] && w[1]) {
                 holes += 1;
-            } else if pages.iter().any(|&p| p) && pages.contains(&false) {
+            } else if pages.contains(&true) && pages.contains(&false) {
                 prefixes += 1;
             }
         }
@@ -774,7 +802,9 @@ mod tests {
         sync_dir(&vfs, dir.path());
         vfs.rename(&tmp, &fin).expect("rename");
         vfs.remove_file(&gone).expect("unlink");
-        let seen: BTreeSet<(Option<Vec<u8>>, Option<Vec<u8>>, bool)> = images(&vfs)
+        // (tmp's bytes, final's bytes, whether gone is there)
+        type Seen = (Option<Vec<u8>>, Option<Vec<u8>>, bool);
+        let seen: BTreeSet<Seen> = images(&vfs)
             .iter()
             .map(|i| (i.file("tmp").map(<[u8]>::to_vec), i.file("final").map(<[u8]>::to_vec), i.file("gone").is_some()))
             .collect();
