@@ -350,6 +350,9 @@ fn every_crash_image_of_a_sync_workload_opens_with_exactly_the_acknowledged_writ
         let left = points - run.tally.points;
         run_workload(&mut run, workloads, &plan, &mix(workloads), left);
         workloads += 1;
+        if workloads % 100 == 0 {
+            eprintln!("power-loss: {workloads} workloads, {} crash points, {} images so far", run.tally.points, run.tally.images);
+        }
     }
     let Run { tally, failures, .. } = run;
     report(&failures, scratch);
