@@ -51,6 +51,7 @@ pub mod test_hooks {
     pub use crate::io::faults::{FaultKind, FaultVfs};
     pub use crate::io::fs::leader_panics::panic_next_leader_in;
     pub use crate::io::maps::ReadOnlyMap;
+    pub use crate::io::power_loss::{CrashImage, CrashPoint, ImageMode, PowerLossVfs};
     pub use crate::io::vfs::{File, FileInfo, OpenMode, OsVfs, Vfs, VfsFile, DIR_MODE, FILE_MODE};
 
     /// [`crate::repair`] with every file operation through `vfs` (fault injection).

@@ -8,7 +8,8 @@
 //! count is deterministic for a single-threaded workload.
 //!
 //! fsyncs are counted but not forwarded to the disk: these tests exercise the error paths,
-//! not power loss, and a real fsync per case would make a full matrix take minutes.
+//! not power loss (that is `io/power_loss.rs`), and a real fsync per case would make a full
+//! matrix take minutes.
 
 use std::ffi::OsString;
 use std::io::{self, Read, Seek, Write};

@@ -12,4 +12,6 @@ pub(crate) mod faults;
 pub(crate) mod fs;
 pub(crate) mod maps;
 pub(crate) mod pace;
+#[cfg(feature = "test-hooks")]
+pub(crate) mod power_loss;
 pub(crate) mod vfs;

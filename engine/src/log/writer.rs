@@ -22,7 +22,7 @@ use super::header::{SegmentHeader, SEGMENT_HEADER_LEN};
 use super::hot::HotSegment;
 use super::record::{self, RecordView};
 use super::segment::SealedSegment;
-use super::trailer::HintBuilder;
+use super::trailer::{HintBuilder, TRAILER_LEN};
 use crate::io::aligned::AlignedBytes;
 use crate::io::fs;
 use crate::io::vfs::{File, Vfs};
@@ -248,9 +248,26 @@ impl ActiveSegment {
     }
 
     /// Writes the hint block and trailer, fsyncs, and reopens the file as a sealed segment.
+    ///
+    /// Three parts, each made durable before the next is written: the records, the hint
+    /// block, the trailer. A valid trailer makes open trust the segment as sealed — its
+    /// records are not scanned, its hint block must check — and a power cut may keep any
+    /// page written since the last fdatasync and lose another. With one fdatasync for all
+    /// three, an image could keep the trailer and lose a page of the last commit (served
+    /// later as `Corruption`) or of the hint block (open fails). Written in this order, a
+    /// valid trailer implies everything before it is durable; a crash before the trailer
+    /// is durable leaves an active segment whose hint bytes are cut as a torn tail.
     pub(crate) fn seal(mut self, vfs: &dyn Vfs) -> Result<SealedSegment> {
         let tail = self.hint.finish(self.len, self.header.version);
-        self.write_out(&tail)?;
+        let (hint, trailer) = tail.split_at(tail.len() - TRAILER_LEN);
+        if self.durable_len != self.len {
+            self.sync()?;
+        }
+        if !hint.is_empty() {
+            self.write_out(hint)?;
+            self.sync()?;
+        }
+        self.write_out(trailer)?;
         self.sync()?;
         SealedSegment::open(vfs, &self.path, self.segment_id, self.embedding_dim)
     }
