@@ -5,16 +5,16 @@
 //!
 //! **Control loop.** The writer kicks the worker whenever a segment is sealed (and open
 //! kicks it once). A kicked worker runs a compaction when the warm bytes reach the high
-//! watermark (`Options::compaction_warm_bytes`); a run moves every warm segment, so it
-//! ends at zero. Runs start at least `compaction_interval_min` apart. A failed run (ENOSPC,
+//! watermark (`watermark`: a quarter of the cold tier, at least one segment, at most
+//! `Options::compaction_warm_bytes`); a run moves every warm segment, so it ends at zero. Runs start at least `compaction_interval_min` apart. A failed run (ENOSPC,
 //! EIO, a failed free-space check) is retried after an exponential backoff
 //! (`BACKOFF_MIN` doubling up to `BACKOFF_MAX`); its error is kept for
 //! `Stats::last_background_error` until a run succeeds. Reads never depend on the worker;
 //! a failed run poisons writes only where compaction itself does (a MANIFEST whose install
 //! may or may not have happened).
 //!
-//! **Idle.** After `compaction_idle` (default 10 s) without a write, when at least 1 MiB is hot
-//! or warm, the worker seals the active segment and compacts everything (as `compact()`
+//! **Idle.** After `compaction_idle` (default 10 s) without a write, when anything is warm or
+//! at least 1 MiB is hot, the worker seals the active segment and compacts everything (as `compact()`
 //! does), so that a database left alone ends fully compacted: no stale versions on disk, the
 //! whole data set searchable at the cold tier's speed.
 //!
@@ -49,7 +49,9 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Longest delay a soft write stall adds to one commit.
 const STALL_DELAY_MAX: Duration = Duration::from_millis(1);
-/// Hot and warm bytes an idle run needs at least (a trickle of writes waits for more).
+/// The relative watermark: warm bytes per cold byte at which a run starts (`watermark`).
+const WARM_PER_COLD: f64 = 0.25;
+/// Hot bytes an idle run needs at least when nothing is warm (a trickle of writes waits for more).
 const IDLE_BYTES_MIN: u64 = 1 << 20;
 /// Shortest sleep of an idle worker between two looks at the idle condition.
 const IDLE_RECHECK_MIN: Duration = Duration::from_millis(10);
@@ -258,18 +260,29 @@ pub(crate) fn warm_bytes(shared: &Shared) -> u64 {
 }
 
 fn needs_run(shared: &Shared) -> bool {
-    warm_bytes(shared) >= shared.options.maintenance.warm_bytes_high.max(1)
+    warm_bytes(shared) >= watermark(shared)
+}
+
+/// The warm bytes at which a background run starts: a quarter of the cold tier's bytes
+/// (`WARM_PER_COLD`), at least one log segment, at most `compaction_warm_bytes`. Relative
+/// while the cold tier is small, so that a small database does not carry up to 256 MiB of
+/// stale versions; absolute once it is large. Either way a run rewrites at most about
+/// `1 / WARM_PER_COLD` bytes of cold data per warm byte it moves (write amplification).
+pub(crate) fn watermark(shared: &Shared) -> u64 {
+    let options = &shared.options;
+    let cold: u64 = shared.segments.load().cold.segments.iter().map(|s| s.file_len()).sum();
+    ((cold as f64 * WARM_PER_COLD) as u64).max(options.segment_bytes_max).min(options.maintenance.warm_bytes_high).max(1)
 }
 
 fn backoff(failures: u32) -> Duration {
     BACKOFF_MIN.saturating_mul(1u32 << failures.saturating_sub(1).min(16)).min(BACKOFF_MAX)
 }
 
-/// Is an idle run due: no write for `idle`, and at least `IDLE_BYTES_MIN` hot or warm bytes
-/// (so a trickle of writes is not compacted record by record)?
+/// Is an idle run due: no write for `idle`, and something sealed is still warm, or at least
+/// `IDLE_BYTES_MIN` are hot (so a trickle of writes is not compacted record by record)?
 fn idle_due(maintenance: &Maintenance, shared: &Shared) -> bool {
     let idle = shared.options.maintenance.idle;
-    maintenance.since_last_write() >= idle && warm_bytes(shared) + hot_bytes(shared) >= IDLE_BYTES_MIN
+    maintenance.since_last_write() >= idle && (warm_bytes(shared) > 0 || hot_bytes(shared) >= IDLE_BYTES_MIN)
 }
 
 /// Bytes of records in the active segment (its mirror), header excluded.

@@ -235,8 +235,9 @@ impl Options {
         self
     }
 
-    /// Sealed (warm) bytes at which background compaction starts (default
-    /// `limits::COMPACTION_WARM_BYTES_DEFAULT`, 256 MiB).
+    /// The most sealed (warm) bytes background compaction lets accumulate before it starts
+    /// (default `limits::COMPACTION_WARM_BYTES_DEFAULT`, 256 MiB). While the cold tier is
+    /// small it starts earlier: at a quarter of the cold tier's bytes, at least one segment.
     pub fn compaction_warm_bytes(mut self, bytes: u64) -> Self {
         self.maintenance.warm_bytes_high = bytes;
         self
@@ -258,7 +259,7 @@ impl Options {
     }
 
     /// Time without a write after which background maintenance seals and compacts
-    /// everything (default 10 s), when at least 1 MiB is hot or warm: a database left alone
+    /// everything (default 10 s), when anything is warm or at least 1 MiB is hot: a database left alone
     /// ends fully compacted.
     pub fn compaction_idle(mut self, idle: std::time::Duration) -> Self {
         self.maintenance.idle = idle;
