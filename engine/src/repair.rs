@@ -168,6 +168,10 @@ fn read_prefix(vfs: &dyn Vfs, path: &Path, len: usize) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Missing log segments of one gap listed one by one in a repair report; the rest of a longer
+/// gap is one entry.
+const GAP_FILES_LISTED: usize = 16;
+
 /// The files salvage reads.
 struct Sources {
     logs: Vec<PathBuf>,
@@ -209,12 +213,34 @@ fn sources(vfs: &dyn Vfs, dir: &Path, report: &mut RepairReport) -> Result<Sourc
         missing.push(manifest_path.clone());
     }
     // Gaps: from the floor (or, without a MANIFEST, from the oldest segment) to the newest.
+    // A gap is listed file by file up to `GAP_FILES_LISTED`; a longer one (a crafted or
+    // damaged file name such as segment 2^32 - 1) by its first files and one entry for the rest,
+    // so the report stays bounded whatever the names say.
     let mut expected = if manifest.is_some() { floor } else { logs.first().map_or(1, |(id, _)| *id) };
+    let mut summaries = Vec::new();
     for (id, _) in &logs {
-        missing.extend((expected..*id).map(|gap| dir.join(fs::segment_file_name(gap))));
+        let gap = u64::from(id.saturating_sub(expected));
+        missing.extend((expected..*id).take(GAP_FILES_LISTED).map(|gap| dir.join(fs::segment_file_name(gap))));
+        if gap > GAP_FILES_LISTED as u64 {
+            let first_unlisted = expected + GAP_FILES_LISTED as u32;
+            let detail = format!(
+                "{} more log segments are missing, {} to {}",
+                gap - GAP_FILES_LISTED as u64,
+                fs::segment_file_name(first_unlisted),
+                fs::segment_file_name(id - 1)
+            );
+            let path = dir.join(fs::segment_file_name(first_unlisted));
+            summaries.push(DamagedFile {
+                path,
+                missing: true,
+                lost_ranges: vec![LostRange { start: 0, end: 0, detail }],
+                ..DamagedFile::default()
+            });
+        }
         expected = id.saturating_add(1);
     }
     report.damaged_files.extend(missing.into_iter().map(|path| DamagedFile { path, missing: true, ..DamagedFile::default() }));
+    report.damaged_files.extend(summaries);
     Ok(Sources { logs: logs.into_iter().map(|(_, p)| p).collect(), colds })
 }
 
