@@ -395,7 +395,9 @@ fn scan_commits(bytes: &[u8], embedding_dim: usize, loss: &mut FileLoss, salvage
         }
     }
     drop_commit(commit.take(), loss, "it has no commit end");
-    loss.lose(expected, bytes.len(), "bytes that are not a valid record (damage or a torn tail)");
+    // `expected` lies past the end of a file shorter than the header (whose loss
+    // `salvage_log` already reported).
+    loss.lose(expected.min(bytes.len()), bytes.len(), "bytes that are not a valid record (damage or a torn tail)");
 }
 
 /// Keeps a whole commit found by the scan. Commits reach a segment in seq order, so one
@@ -777,6 +779,16 @@ mod tests {
         damaged[starts[4] + 33] ^= 1;
         let (kept, _) = scanned(&damaged);
         assert_eq!(kept.keys().map(|k| k.as_slice()).collect::<Vec<_>>(), [b"a", b"b", b"c", b"f"]);
+    }
+
+    #[test]
+    fn the_scan_of_a_segment_shorter_than_its_header_loses_nothing_more() {
+        // Found by the `open_directory` fuzz target: an empty or torn-in-the-header log
+        // segment tripped `lose`'s start <= end (the header's end lies past the file's).
+        for len in [0, 1, SEGMENT_HEADER_LEN - 1, SEGMENT_HEADER_LEN] {
+            let (kept, loss) = scanned(&vec![0u8; len]);
+            assert!(kept.is_empty() && loss.ranges.is_empty(), "{len} bytes: the header's own loss is reported by salvage_log");
+        }
     }
 
     #[test]
