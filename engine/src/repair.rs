@@ -713,6 +713,16 @@ fn finish_swap(dir: &Path, aside: &Path) -> Result<()> {
     if incoming.is_dir() {
         for name in file_names(&incoming)? {
             let target = dir.join(&name);
+            if target.exists() {
+                // Phase 1 moved every original aside, and each move below takes its file out
+                // of `incoming/`: a file here was put by something other than this swap.
+                // Never rename over it (found by the `open_directory` fuzz target).
+                return Err(Error::corruption(
+                    &target,
+                    0,
+                    "an interrupted repair would move a rebuilt file over this one; resolve by hand",
+                ));
+            }
             std::fs::rename(incoming.join(&name), &target).map_err(|e| Error::io_at(&target, "move rebuilt file to", e))?;
         }
         fs::sync_dir(OS, dir)?;
