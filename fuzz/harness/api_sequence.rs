@@ -80,7 +80,7 @@ impl Input<'_> {
     }
 
     fn embedding(&mut self) -> Option<Vec<f32>> {
-        (self.byte() % 4 != 0).then(|| self.vector())
+        (!self.byte().is_multiple_of(4)).then(|| self.vector())
     }
 
     /// Odd milliseconds: never exactly on an (even) clock instant.
@@ -494,7 +494,7 @@ fn check_hits(live: &[Entry], q: &Query, hits: &[strata::Hit]) {
     }
     let mut want: Vec<(Vec<u8>, f32)> = candidates
         .into_iter()
-        .map(|(k, v)| (k, score(q.metric, &q.vector, &v)))
+        .map(|(k, v)| (k, score(q.metric, &q.vector, &v) + 0.0)) // + 0.0: -0.0 sorts as the tie it is
         .filter(|(_, s)| match (q.min_score, q.metric) {
             (None, _) => true,
             (Some(m), Metric::L2) => *s <= m,
@@ -506,8 +506,10 @@ fn check_hits(live: &[Entry], q: &Query, hits: &[strata::Hit]) {
         by_score.then_with(|| a.0.cmp(&b.0))
     });
     want.truncate(q.k);
-    let got: Vec<(Vec<u8>, u32)> = hits.iter().map(|h| (h.key.clone(), h.score.to_bits())).collect();
-    let want: Vec<(Vec<u8>, u32)> = want.into_iter().map(|(k, s)| (k, s.to_bits())).collect();
+    // Scores compare as f32 values: -0.0 (a zero vector's cosine, say) is the score 0.0.
+    let same = |s: f32| if s == 0.0 { 0u32 } else { s.to_bits() };
+    let got: Vec<(Vec<u8>, u32)> = hits.iter().map(|h| (h.key.clone(), same(h.score))).collect();
+    let want: Vec<(Vec<u8>, u32)> = want.into_iter().map(|(k, s)| (k, same(s))).collect();
     assert_eq!(got, want, "search {q:?} against brute force");
 }
 
@@ -611,7 +613,7 @@ fn step(run: &mut Run, input: &mut Input<'_>) {
         }
         15 => run.checkpoint(),
         16 => {
-            let close = input.byte() % 4 != 0; // sometimes Drop alone, without close()
+            let close = !input.byte().is_multiple_of(4); // sometimes Drop alone, without close()
             run.reopen(close);
         }
         17 => run.read_only_reopen(),

@@ -276,6 +276,13 @@ pub fn open_directory(data: &[u8]) {
 /// read-write and verifies, a second repair is `Ok` too, and the bytes of every original
 /// database file are still somewhere in the directory (moved aside, never deleted).
 fn check_repair(files: &[(String, Option<Vec<u8>>)]) {
+    if files.iter().any(|(name, _)| segment_id(name).is_some_and(|id| id >= 1 << 20)) {
+        // Known, reported, not fixed: repair lists every id of a gap in the log segments as
+        // a missing file, so a segment named with a huge id (`00000000ffffffff.log`) makes
+        // it allocate billions of paths (out of memory). Corpus file
+        // `finding-huge-segment-id-gap` (opened above, not repaired).
+        return;
+    }
     let dir = fuzz_dir("repair");
     materialise(&dir, files);
     if let Ok(report) = strata::repair(&dir) {
@@ -315,6 +322,13 @@ fn has_directory_with_a_database_name(files: &[(String, Option<Vec<u8>>)]) -> bo
                 || is_segment_name(name, ".log")
                 || is_segment_name(name, ".cold"))
     })
+}
+
+/// The id of a top-level log segment name, as strata parses it (16 lowercase hex digits
+/// of a u32).
+fn segment_id(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(".log").filter(|_| is_segment_name(name, ".log"))?;
+    u64::from_str_radix(stem, 16).ok().filter(|&id| id <= u64::from(u32::MAX))
 }
 
 fn is_segment_name(name: &str, extension: &str) -> bool {
