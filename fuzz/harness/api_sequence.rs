@@ -441,6 +441,11 @@ impl Query {
     }
 }
 
+fn norm_is_usable(v: &[f32]) -> bool {
+    let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+    norm.is_finite() && norm > 0.0
+}
+
 /// Small multiples of 0.25: every product and sum of `DIM` of them is exact in f32.
 fn exact(v: &[f32]) -> bool {
     v.iter().all(|&x| x.abs() <= 8.0 && (x * 4.0).fract() == 0.0)
@@ -464,12 +469,12 @@ fn score(metric: Metric, q: &[f32], v: &[f32]) -> f32 {
 }
 
 /// A search's result: hits (see `check_hits`), or, only for a cosine query whose norm is
-/// not finite in f32 (components near `f32::MAX`), `InvalidArgument`.
+/// not finite and non-zero in f32 (components near `f32::MAX`, or so small that their
+/// squares underflow), `InvalidArgument`.
 fn check_result(live: &[Entry], q: &Query, result: strata::Result<Vec<strata::Hit>>) {
     match result {
         Ok(hits) => check_hits(live, q, &hits),
-        Err(Error::InvalidArgument { .. })
-            if q.metric == Metric::Cosine && !q.vector.iter().map(|a| a * a).sum::<f32>().sqrt().is_finite() => {}
+        Err(Error::InvalidArgument { .. }) if q.metric == Metric::Cosine && !norm_is_usable(&q.vector) => {}
         Err(e) => panic!("search {q:?}: {e}"),
     }
 }
