@@ -16,8 +16,9 @@ const DIM: usize = 4;
 const E1: [f32; DIM] = [0.5, -1.25, 3.0, -0.0];
 const E2: [f32; DIM] = [f32::MIN_POSITIVE, 1e-45, -7.5, 1e30];
 
+/// Background maintenance off: these tests check tiers and files one call at a time.
 fn dim_options() -> Options {
-    Options::new().embedding_dim(DIM).durability(Durability::Sync)
+    Options::new().embedding_dim(DIM).durability(Durability::Sync).auto_compact(false)
 }
 
 fn get(db: &Db, key: &[u8]) -> Option<Entry> {
@@ -540,7 +541,9 @@ fn after_close_writes_fail_and_records_and_reads_keep_working() {
 #[test]
 fn record_slices_stay_valid_after_seal_rolls_and_drop() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = Db::open(dir.path(), Options::new().embedding_dim(DIM).durability(Durability::None).segment_bytes_max(4096)).expect("open");
+    let db =
+        Db::open(dir.path(), Options::new().embedding_dim(DIM).durability(Durability::None).segment_bytes_max(4096).auto_compact(false))
+            .expect("open");
     db.put(b"hot-then-sealed", &[1; 500], Some(&E1)).expect("put");
     let from_hot = db.get(b"hot-then-sealed").expect("get").expect("present");
     db.seal().expect("seal");
@@ -565,7 +568,8 @@ fn record_slices_stay_valid_after_seal_rolls_and_drop() {
 fn checkpoint_holds_exactly_the_writes_before_the_call() {
     let clock = TestClock::new();
     let dir = tempfile::tempdir().expect("tempdir");
-    let options = || clock.install(Options::new().embedding_dim(DIM).durability(Durability::None).segment_bytes_max(4096));
+    let options =
+        || clock.install(Options::new().embedding_dim(DIM).durability(Durability::None).segment_bytes_max(4096).auto_compact(false));
     let db = Db::open(dir.path(), options()).expect("open");
     for i in 0..30u32 {
         db.put(format!("k{i:02}").as_bytes(), &vec![i as u8; 300], (i % 2 == 0).then_some(&E1[..])).expect("put");
@@ -608,7 +612,7 @@ fn checkpoint_into_an_existing_destination_is_an_error_and_leaves_it_alone() {
 #[test]
 fn checkpoint_during_concurrent_writes_holds_a_whole_prefix_of_them() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let options = || Options::new().durability(Durability::None).segment_bytes_max(4096);
+    let options = || Options::new().durability(Durability::None).segment_bytes_max(4096).auto_compact(false);
     let db = Arc::new(Db::open(dir.path(), options()).expect("open"));
     let (acked_tx, acked_rx) = mpsc::channel::<usize>();
     let (stop_tx, stop_rx) = mpsc::channel::<()>();

@@ -42,7 +42,7 @@ fn column<'b, T: 'static>(batch: &'b RecordBatch, name: &str) -> &'b T {
 /// Writes `expected` (plus an overwritten and a deleted key that must not show), seals and
 /// compacts into cold segments of at most `SEGMENT_BYTES_MIN` bytes.
 fn cold_db(dir: &std::path::Path, dim: usize, clock: &TestClock, expected: &Expected) -> Db {
-    let mut options = Options::new().cold_segment_bytes_max(strata::limits::SEGMENT_BYTES_MIN);
+    let mut options = Options::new().cold_segment_bytes_max(strata::limits::SEGMENT_BYTES_MIN).auto_compact(false);
     if dim > 0 {
         options = options.embedding_dim(dim);
     }

@@ -431,7 +431,7 @@ fn log_file_names(dir: &Path) -> Vec<String> {
 }
 
 fn options() -> Options {
-    Options::new().embedding_dim(DIM).durability(Durability::Flush)
+    Options::new().embedding_dim(DIM).durability(Durability::Flush).auto_compact(false)
 }
 
 fn emb(rng: &mut StdRng) -> Vec<f32> {
@@ -548,7 +548,7 @@ fn a_single_record_and_a_database_without_dimension_round_trip_through_the_cold_
 
     // No embedding dimension: the cold tier stores none.
     let temp = tempfile::tempdir().expect("tempdir");
-    let mut f = Fixture::new(temp.path(), Options::new().durability(Durability::Flush));
+    let mut f = Fixture::new(temp.path(), Options::new().durability(Durability::Flush).auto_compact(false));
     for i in 0..20u8 {
         f.put(&[b'k', i], &vec![i; i as usize * 3], None);
     }
@@ -849,7 +849,7 @@ const DIM32: usize = 32;
 /// (sealed in between, so versions lie in different segments); one in seven deleted, some
 /// third versions expired. Returns the fixture, not yet compacted, and the live records.
 fn garbage_dataset(dir: &Path, rng: &mut StdRng) -> (Fixture, Vec<Entry>) {
-    let opts = Options::new().embedding_dim(DIM32).durability(Durability::None).segment_bytes_max(64 << 10);
+    let opts = Options::new().embedding_dim(DIM32).durability(Durability::None).segment_bytes_max(64 << 10).auto_compact(false);
     let mut f = Fixture::new(dir, opts);
     let vector = |rng: &mut StdRng| -> Vec<f32> { (0..DIM32).map(|_| rng.gen_range(-1.0f32..1.0)).collect() };
     let key = |i: u32| format!("memory/agent-{:02}/note-{i:06}", i % 13).into_bytes();

@@ -14,7 +14,7 @@ fn cold_ids(db: &Db) -> Vec<u64> {
 #[test]
 fn appends_of_larger_keys_keep_every_cold_segment() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let options = Options::new().embedding_dim(2).cold_segment_bytes_max(4096).segment_bytes_max(8192);
+    let options = Options::new().embedding_dim(2).cold_segment_bytes_max(4096).segment_bytes_max(8192).auto_compact(false);
     let db = Db::open(dir.path(), options.clone()).expect("open");
     for i in 0..200 {
         db.put(&key(i), &[i as u8; 40], Some(&[i as f32, 1.0])).expect("put");

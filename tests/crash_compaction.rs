@@ -48,8 +48,10 @@ const CYCLES: u64 = 24;
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 const KEYS: u64 = 48;
 
+/// The parent's options, and the explicit-compaction child's: no background maintenance, so
+/// the parent's file checks (`assert_only_live_files`) see a directory nothing else changes.
 fn options() -> Options {
-    Options::new().embedding_dim(DIM).durability(Durability::Sync).segment_bytes_max(4096).cold_segment_bytes_max(4096)
+    Options::new().embedding_dim(DIM).durability(Durability::Sync).segment_bytes_max(4096).cold_segment_bytes_max(4096).auto_compact(false)
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -77,7 +79,7 @@ impl ChildSpec {
     fn options(&self) -> Options {
         match self.background {
             false => options(),
-            true => options().compaction_warm_bytes(8 << 10).compaction_interval_min(Duration::ZERO),
+            true => options().auto_compact(true).compaction_warm_bytes(8 << 10).compaction_interval_min(Duration::ZERO),
         }
     }
 }

@@ -74,7 +74,10 @@ struct Run {
 }
 
 fn options(clock: &TestClock, vfs: Option<&FaultVfs>) -> Options {
-    let options = clock.install(Options::new().durability(Durability::Sync).segment_bytes_max(strata::limits::SEGMENT_BYTES_MIN));
+    // No background maintenance: the N-th operation must be the same one in every run
+    // (background runs are fault-tested in tests/maintenance.rs).
+    let options =
+        clock.install(Options::new().durability(Durability::Sync).segment_bytes_max(strata::limits::SEGMENT_BYTES_MIN).auto_compact(false));
     match vfs {
         Some(vfs) => options.vfs(vfs.as_vfs()),
         None => options,

@@ -564,7 +564,8 @@ fn options(setup: &Setup, clock: &TestClock) -> Options {
             .embedding_dim(DIM)
             .durability(setup.durability)
             .segment_bytes_max(setup.segment_bytes_max)
-            .cold_segment_bytes_max(setup.cold_segment_bytes_max),
+            .cold_segment_bytes_max(setup.cold_segment_bytes_max)
+            .auto_compact(false),
     )
 }
 

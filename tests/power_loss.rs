@@ -36,7 +36,7 @@ const DIM: usize = 4;
 const STEPS: usize = 40;
 
 fn options() -> Options {
-    Options::new().embedding_dim(DIM).durability(Durability::Sync).segment_bytes_max(16 * 1024)
+    Options::new().embedding_dim(DIM).durability(Durability::Sync).segment_bytes_max(16 * 1024).auto_compact(false)
 }
 
 fn env_count(name: &str, default: u64) -> u64 {

@@ -25,7 +25,7 @@ use strata_engine::test_hooks::{repair_with_vfs, FaultKind, FaultVfs};
 const DIM: usize = 4;
 
 fn options() -> Options {
-    Options::new().embedding_dim(DIM).durability(Durability::Flush).segment_bytes_max(16 << 10)
+    Options::new().embedding_dim(DIM).durability(Durability::Flush).segment_bytes_max(16 << 10).auto_compact(false)
 }
 
 fn embedding(i: u32) -> [f32; DIM] {

@@ -134,7 +134,9 @@ fn search_of(q: &Query) -> Search<'_> {
 fn run(ops: &[Op], queries: &[Query], threads: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = TestClock::new();
-    let options = clock.install(Options::new().embedding_dim(DIM).threads(threads).segment_bytes_max(4096).cold_segment_bytes_max(4096));
+    let options = clock.install(
+        Options::new().embedding_dim(DIM).threads(threads).segment_bytes_max(4096).cold_segment_bytes_max(4096).auto_compact(false),
+    );
     let db = Db::open(dir.path(), options).expect("open");
     let mut model: BTreeMap<Vec<u8>, Stored> = BTreeMap::new();
     for (i, op) in ops.iter().enumerate() {

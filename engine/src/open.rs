@@ -271,13 +271,20 @@ pub(crate) fn list_cold(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<(u64, PathBuf)>
 
 /// Deletes the orphans (durably); returns how many there were.
 fn remove_orphans(vfs: &dyn Vfs, dir: &Path, orphans: &[PathBuf]) -> Result<u64> {
+    let mut removed = 0;
     for path in orphans {
+        // A directory under an orphan's name was not made by strata: left alone (an open
+        // that failed on it would leave a database that verifies but never opens for writing).
+        if vfs.metadata(path).is_ok_and(|info| info.is_dir) {
+            continue;
+        }
         fs::remove_file(vfs, path, "remove orphan")?;
+        removed += 1;
     }
-    if !orphans.is_empty() {
+    if removed > 0 {
         fs::sync_dir(vfs, dir)?;
     }
-    Ok(orphans.len() as u64)
+    Ok(removed)
 }
 
 /// Maps every cold segment the manifest lists, checking each against its entry and the

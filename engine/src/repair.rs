@@ -437,7 +437,8 @@ fn scan_commits(bytes: &[u8], embedding_dim: usize, loss: &mut FileLoss, salvage
         }
     }
     drop_commit(commit.take(), loss, "it has no commit end");
-    // A file cut inside its header ends before the first record would start.
+    // `expected` lies past the end of a file shorter than the header (whose loss
+    // `salvage_log` already reported).
     loss.lose(expected.min(bytes.len()), bytes.len(), "bytes that are not a valid record (damage or a torn tail)");
 }
 
@@ -703,6 +704,14 @@ fn file_names(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// The names of every entry in `dir` (files, links, directories), sorted.
+fn entry_names(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<String>> {
+    let mut names: Vec<String> =
+        vfs.list_dir(dir).map_err(|e| Error::io_at(dir, "list", e))?.into_iter().filter_map(|n| n.into_string().ok()).collect();
+    names.sort();
+    Ok(names)
+}
+
 /// Is `path` a directory? (A missing or unreadable path is not.)
 fn is_dir(vfs: &dyn Vfs, path: &Path) -> bool {
     vfs.metadata(path).is_ok_and(|info| info.is_dir)
@@ -779,7 +788,10 @@ pub(crate) fn finish_interrupted(vfs: &dyn Vfs, dir: &Path, read_only: bool) -> 
 fn finish_swap(vfs: &dyn Vfs, dir: &Path, aside: &Path) -> Result<()> {
     let (new, incoming) = (aside.join(NEW_DIR), aside.join(INCOMING_DIR));
     if is_dir(vfs, &new) {
-        for name in file_names(vfs, dir)?.into_iter().filter(|n| is_database_file(n)) {
+        // Every entry under a database file's name goes aside, a directory too: left in place
+        // it would stand where the rebuilt database expects a file (found by the
+        // `open_directory` fuzz target: a directory named like log segment 1).
+        for name in entry_names(vfs, dir)?.into_iter().filter(|n| is_database_file(n)) {
             let target = aside.join(&name);
             if fs::exists(vfs, &target)? {
                 // Never overwrite an original: something other than this swap changed the files.
@@ -799,6 +811,16 @@ fn finish_swap(vfs: &dyn Vfs, dir: &Path, aside: &Path) -> Result<()> {
     if is_dir(vfs, &incoming) {
         for name in file_names(vfs, &incoming)? {
             let target = dir.join(&name);
+            if fs::exists(vfs, &target)? {
+                // Phase 1 moved every original aside, and each move below takes its file out
+                // of `incoming/`: a file here was put by something other than this swap.
+                // Never rename over it (found by the `open_directory` fuzz target).
+                return Err(Error::corruption(
+                    &target,
+                    0,
+                    "an interrupted repair would move a rebuilt file over this one; resolve by hand",
+                ));
+            }
             vfs.rename(&incoming.join(&name), &target).map_err(|e| Error::io_at(&target, "move rebuilt file to", e))?;
         }
         fs::sync_dir(vfs, dir)?;
@@ -865,6 +887,16 @@ mod tests {
         damaged[starts[4] + 33] ^= 1;
         let (kept, _) = scanned(&damaged);
         assert_eq!(kept.keys().map(|k| k.as_slice()).collect::<Vec<_>>(), [b"a", b"b", b"c", b"f"]);
+    }
+
+    #[test]
+    fn the_scan_of_a_segment_shorter_than_its_header_loses_nothing_more() {
+        // Found by the `open_directory` fuzz target: an empty or torn-in-the-header log
+        // segment tripped `lose`'s start <= end (the header's end lies past the file's).
+        for len in [0, 1, SEGMENT_HEADER_LEN - 1, SEGMENT_HEADER_LEN] {
+            let (kept, loss) = scanned(&vec![0u8; len]);
+            assert!(kept.is_empty() && loss.ranges.is_empty(), "{len} bytes: the header's own loss is reported by salvage_log");
+        }
     }
 
     #[test]

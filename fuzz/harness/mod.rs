@@ -1,7 +1,19 @@
-//! Shared by the fuzz targets and by `tests/fuzz_corpus_replay.rs`: put arbitrary bytes
-//! where strata expects one of its files, then open (read-only and read-write), iterate,
-//! get, verify and stat. Any `Err` is fine; a panic, a hang or UB is a bug.
+//! Shared by the fuzz targets and by `tests/fuzz_corpus_replay.rs`.
+//!
+//! The file targets (here): put arbitrary bytes where strata expects one of its files, then
+//! open (read-only and read-write), iterate, get, verify and stat. Any `Err` is fine; a
+//! panic, a hang or UB is a bug. The two targets with more logic have a file each:
+//! `api_sequence.rs` (operations checked against a model) and `open_directory.rs` (an
+//! arbitrary set of files, open and repair).
 #![allow(dead_code)] // each fuzz target calls one entry point; the replay test calls them all
+
+mod api_sequence;
+mod open_directory;
+
+#[allow(unused_imports)] // each fuzz target uses one
+pub use api_sequence::api_sequence;
+#[allow(unused_imports)]
+pub use open_directory::{open_directory, open_directory_seeds};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +27,19 @@ fn fresh_dir() -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("strata-fuzz-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A new directory path (not created) for one input of the targets in `api_sequence.rs`
+/// and `open_directory.rs`: on tmpfs (`/dev/shm`) when there is one, so that their many
+/// fsyncs cost little; `tag` tells the runs apart.
+fn fuzz_dir(tag: &str) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let shm = Path::new("/dev/shm");
+    let base = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
+    let dir = base.join(format!("strata-fuzz-{tag}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
