@@ -6,17 +6,19 @@
 //! **Control loop.** The writer kicks the worker whenever a segment is sealed (and open
 //! kicks it once). A kicked worker runs a compaction when the warm bytes reach the high
 //! watermark (`watermark`: a quarter of the cold tier, at least one segment, at most
-//! `Options::compaction_warm_bytes`); a run moves every warm segment, so it ends at zero. Runs start at least `compaction_interval_min` apart. A failed run (ENOSPC,
-//! EIO, a failed free-space check) is retried after an exponential backoff
+//! `Options::compaction_warm_bytes`); a run moves every warm segment, so it ends at zero.
+//! Runs start at least `compaction_interval_min` apart. A failed run (ENOSPC, EIO, a failed
+//! free-space check) is retried after an exponential backoff
 //! (`BACKOFF_MIN` doubling up to `BACKOFF_MAX`); its error is kept for
 //! `Stats::last_background_error` until a run succeeds. Reads never depend on the worker;
 //! a failed run poisons writes only where compaction itself does (a MANIFEST whose install
 //! may or may not have happened).
 //!
-//! **Idle.** After `compaction_idle` (default 10 s) without a write, when anything is warm or
-//! at least 1 MiB is hot, the worker seals the active segment and compacts everything (as `compact()`
-//! does), so that a database left alone ends fully compacted: no stale versions on disk, the
-//! whole data set searchable at the cold tier's speed.
+//! **Idle.** After `compaction_idle` (default 10 s) without a write, when anything is warm
+//! or at least 1 MiB is hot, the worker seals the active segment and compacts everything (as
+//! `compact()` does), so that a database left alone ends fully compacted: no stale versions
+//! on disk, the whole data set searchable at the cold tier's speed. On every wakeup it also
+//! finishes the retirements no reader holds up any more.
 //!
 //! **Write stalls.** Before a commit is queued: past `stall_bytes_soft` pending (warm)
 //! bytes it is delayed by up to `STALL_DELAY_MAX`, growing linearly towards
@@ -25,15 +27,17 @@
 //! changes nothing; it succeeds again once compaction catches up).
 //!
 //! **Stop.** `close` sets `stopping`, wakes everyone and joins the thread; a background
-//! compaction checks `stopping` between output rows and abandons its unpublished files.
+//! compaction checks `stopping` (its `Pace`) at every write and every 4096 merged rows and
+//! abandons its unpublished files.
 //!
 //! Why a state machine under one mutex rather than a channel of jobs: the work is
 //! level-triggered (how many warm bytes there are), not a queue of requests, and the
 //! waiters (`wait_for_compaction`, stalled writers) need the same state the worker keeps
 //! — running or not, runs finished, the last error.
 //!
-//! **Lock order:** the writer slot, then `state` (a roll kicks while holding the slot); the
-//! worker takes neither the slot nor `Shared::compaction` while holding `state`.
+//! **Lock order:** `Shared::compaction`, the writer slot, then `state` (a roll kicks while
+//! holding the slot); the worker takes neither the slot nor `Shared::compaction` while
+//! holding `state` (it retires and compacts with `state` released).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
