@@ -704,6 +704,15 @@ fn file_names(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// Renames `from` to `to`, refusing with `Corruption` (`refusal`) when `to` exists: the swap
+/// never replaces a file it did not put there.
+fn move_without_overwrite(vfs: &dyn Vfs, from: &Path, to: &Path, refusal: &str, action: &str) -> Result<()> {
+    if fs::exists(vfs, to)? {
+        return Err(Error::corruption(to, 0, refusal));
+    }
+    vfs.rename(from, to).map_err(|e| Error::io_at(to, action, e))
+}
+
 /// The names of every entry in `dir` (files, links, directories), sorted.
 fn entry_names(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<String>> {
     let mut names: Vec<String> =
@@ -792,16 +801,9 @@ fn finish_swap(vfs: &dyn Vfs, dir: &Path, aside: &Path) -> Result<()> {
         // it would stand where the rebuilt database expects a file (found by the
         // `open_directory` fuzz target: a directory named like log segment 1).
         for name in entry_names(vfs, dir)?.into_iter().filter(|n| is_database_file(n)) {
-            let target = aside.join(&name);
-            if fs::exists(vfs, &target)? {
-                // Never overwrite an original: something other than this swap changed the files.
-                return Err(Error::corruption(
-                    &target,
-                    0,
-                    "an interrupted repair finds this file both aside and in the database; resolve by hand",
-                ));
-            }
-            vfs.rename(&dir.join(&name), &target).map_err(|e| Error::io_at(&target, "move original aside to", e))?;
+            // Never over an original: something other than this swap changed the files.
+            let refusal = "an interrupted repair finds this file both aside and in the database; resolve by hand";
+            move_without_overwrite(vfs, &dir.join(&name), &aside.join(&name), refusal, "move original aside to")?;
         }
         fs::sync_dir(vfs, aside)?;
         fs::sync_dir(vfs, dir)?;
@@ -810,18 +812,11 @@ fn finish_swap(vfs: &dyn Vfs, dir: &Path, aside: &Path) -> Result<()> {
     }
     if is_dir(vfs, &incoming) {
         for name in file_names(vfs, &incoming)? {
-            let target = dir.join(&name);
-            if fs::exists(vfs, &target)? {
-                // Phase 1 moved every original aside, and each move below takes its file out
-                // of `incoming/`: a file here was put by something other than this swap.
-                // Never rename over it (found by the `open_directory` fuzz target).
-                return Err(Error::corruption(
-                    &target,
-                    0,
-                    "an interrupted repair would move a rebuilt file over this one; resolve by hand",
-                ));
-            }
-            vfs.rename(&incoming.join(&name), &target).map_err(|e| Error::io_at(&target, "move rebuilt file to", e))?;
+            // Phase 1 moved every original aside, and each move takes its file out of
+            // `incoming/`: a file already in place was put by something other than this swap
+            // (found by the `open_directory` fuzz target).
+            let refusal = "an interrupted repair would move a rebuilt file over this one; resolve by hand";
+            move_without_overwrite(vfs, &incoming.join(&name), &dir.join(&name), refusal, "move rebuilt file to")?;
         }
         fs::sync_dir(vfs, dir)?;
         vfs.remove_dir(&incoming).map_err(|e| Error::io_at(&incoming, "remove", e))?;

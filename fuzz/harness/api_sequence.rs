@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use strata::{Batch, Db, Durability, Error, Metric, Options, Record, Search, Snapshot, Tier};
 
-use super::{fuzz_dir, DIM};
+use super::{bits, fuzz_dir, Entry, DIM};
 
 /// Operations decoded per input, at most: keeps each input's work small.
 const OPS_MAX: usize = 64;
@@ -96,34 +96,6 @@ struct Stored {
     embedding: Option<Vec<f32>>,
     expires_at_ms: Option<u64>,
     seq: u64,
-}
-
-/// An owned record, embedding as raw bits (so -0.0 compares exactly).
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Entry {
-    key: Vec<u8>,
-    content: Vec<u8>,
-    embedding_bits: Option<Vec<u32>>,
-    seq: u64,
-}
-
-impl Entry {
-    fn of(record: &Record) -> Entry {
-        Entry {
-            key: record.key().to_vec(),
-            content: record.content().to_vec(),
-            embedding_bits: record.embedding().map(bits),
-            seq: record.seq(),
-        }
-    }
-
-    fn embedding(&self) -> Option<Vec<f32>> {
-        self.embedding_bits.as_ref().map(|b| b.iter().map(|&b| f32::from_bits(b)).collect())
-    }
-}
-
-fn bits(values: &[f32]) -> Vec<u32> {
-    values.iter().map(|v| v.to_bits()).collect()
 }
 
 fn collect(iter: impl Iterator<Item = strata::Result<Record>>) -> Vec<Entry> {

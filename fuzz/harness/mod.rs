@@ -19,7 +19,37 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-use strata::{Db, Options};
+use strata::{Db, Options, Record};
+
+/// An owned record (both newer targets compare them), embedding as raw bits (so -0.0 and
+/// NaN payloads compare exactly).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Entry {
+    key: Vec<u8>,
+    content: Vec<u8>,
+    embedding_bits: Option<Vec<u32>>,
+    seq: u64,
+}
+
+impl Entry {
+    fn of(record: &Record) -> Entry {
+        Entry {
+            key: record.key().to_vec(),
+            content: record.content().to_vec(),
+            embedding_bits: record.embedding().map(bits),
+            seq: record.seq(),
+        }
+    }
+
+    fn embedding(&self) -> Option<Vec<f32>> {
+        self.embedding_bits.as_ref().map(|b| b.iter().map(|&b| f32::from_bits(b)).collect())
+    }
+}
+
+/// The raw bits of `values`.
+fn bits(values: &[f32]) -> Vec<u32> {
+    values.iter().map(|v| v.to_bits()).collect()
+}
 
 const DIM: usize = 4;
 

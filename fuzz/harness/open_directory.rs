@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 
 use strata::{Db, Options, Record, Search};
 
-use super::{cold_template_files, fuzz_dir, DIM};
+use super::{cold_template_files, fuzz_dir, Entry, DIM};
 
 /// Files written per input, at most.
 const ENTRIES_MAX: usize = 24;
@@ -186,25 +186,6 @@ fn materialise(dir: &Path, files: &[(String, Option<Vec<u8>>)]) {
 fn options() -> Options {
     static NOW: AtomicU64 = AtomicU64::new(1_800_000_000_000);
     Options::new().threads(1).clock(|| NOW.load(Ordering::Relaxed))
-}
-
-#[derive(Debug, PartialEq)]
-struct Entry {
-    key: Vec<u8>,
-    content: Vec<u8>,
-    embedding_bits: Option<Vec<u32>>,
-    seq: u64,
-}
-
-impl Entry {
-    fn of(r: &Record) -> Entry {
-        Entry {
-            key: r.key().to_vec(),
-            content: r.content().to_vec(),
-            embedding_bits: r.embedding().map(|e| e.iter().map(|v| v.to_bits()).collect()),
-            seq: r.seq(),
-        }
-    }
 }
 
 /// Reads everything an open handle serves. Returns the records when `verify()` held and
