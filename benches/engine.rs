@@ -63,7 +63,7 @@ impl Workload {
 }
 
 fn options(durability: Durability) -> Options {
-    Options::new().embedding_dim(EMBEDDING_DIM).durability(durability)
+    Options::new().embedding_dim(EMBEDDING_DIM).durability(durability).auto_compact(false)
 }
 
 /// Times `iters` puts into a fresh database per sample (so disk use stays bounded), with

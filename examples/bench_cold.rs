@@ -159,10 +159,11 @@ impl DataSet {
 
     /// Options naming the data set's dimension (none when it has no embeddings).
     fn options(&self) -> Options {
+        // Background maintenance off: each figure is of one tier (bench_maintenance measures it).
         if self.dim == 0 {
-            Options::new()
+            Options::new().auto_compact(false)
         } else {
-            Options::new().embedding_dim(self.dim)
+            Options::new().embedding_dim(self.dim).auto_compact(false)
         }
     }
 

@@ -138,8 +138,9 @@ impl Workload {
 
 // ---- 1. bulk load ----------------------------------------------------------------------
 
+/// Background maintenance off: each figure is of one tier (bench_maintenance measures it).
 fn bulk_options() -> Options {
-    Options::new().embedding_dim(EMBEDDING_DIM).durability(Durability::None)
+    Options::new().embedding_dim(EMBEDDING_DIM).durability(Durability::None).auto_compact(false)
 }
 
 /// Opens a new database, puts every record with `Durability::None`, then one `sync()`.
@@ -288,7 +289,7 @@ fn writer_loop(db: &Db, control: &WriterControl, thread: usize) {
 
 impl SyncWriters {
     fn spawn(dir: &Path, workload: &Workload, threads: usize, ops_per_thread: usize) -> Result<SyncWriters> {
-        let db = Arc::new(Db::open(dir, Options::new().embedding_dim(EMBEDDING_DIM).durability(Durability::Sync))?);
+        let db = Arc::new(Db::open(dir, Options::new().embedding_dim(EMBEDDING_DIM).durability(Durability::Sync).auto_compact(false))?);
         let control = Arc::new(WriterControl {
             start: Barrier::new(threads + 1),
             done: Barrier::new(threads + 1),

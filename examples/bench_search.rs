@@ -164,7 +164,7 @@ fn build(dir: &Path, config: &Config) -> Result<()> {
 /// `cold` (else they stay warm).
 fn build_records(dir: &Path, config: &Config, records: usize, cold: bool) -> Result<()> {
     let start = Instant::now();
-    let db = Db::open(dir, Options::new().embedding_dim(config.dim).durability(Durability::None))?;
+    let db = Db::open(dir, Options::new().embedding_dim(config.dim).durability(Durability::None).auto_compact(false))?;
     let (mut content, mut embedding) = (vec![0u8; config.content_len], vec![0f32; config.dim]);
     for index in 0..records {
         fill(config.seed, index, &mut content, &mut embedding);
@@ -682,7 +682,7 @@ fn shadowed(root: &Path, queries: &[Vec<f32>], config: &Config) -> Result<Figure
     build_records(&shadowed_dir, config, config.warm_records, true)?;
     let overwrites = config.warm_records / 5;
     {
-        let db = Db::open(&shadowed_dir, Options::new().embedding_dim(config.dim).durability(Durability::None))?;
+        let db = Db::open(&shadowed_dir, Options::new().embedding_dim(config.dim).durability(Durability::None).auto_compact(false))?;
         for index in (0..config.warm_records).step_by(5) {
             db.put(&key_of(index), b"overwritten, no embedding", None)?;
         }

@@ -36,7 +36,7 @@ pub fn delta_content() -> Vec<u8> {
 }
 
 fn options() -> Options {
-    Options::new().embedding_dim(EMBEDDING_DIM).durability(Durability::Sync).clock(|| CLOCK_MS)
+    Options::new().embedding_dim(EMBEDDING_DIM).durability(Durability::Sync).auto_compact(false).clock(|| CLOCK_MS)
 }
 
 /// Writes the golden database into `dir`, which must not exist, and removes its `LOCK`.
@@ -239,6 +239,7 @@ pub fn write_cold_db(dir: &Path) -> strata::Result<()> {
         Options::new()
             .embedding_dim(COLD_DIM)
             .durability(Durability::Sync)
+            .auto_compact(false)
             .cold_segment_bytes_max(COLD_SEGMENT_BYTES_MAX)
             .clock(move || clock.load(Ordering::SeqCst))
     };

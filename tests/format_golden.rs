@@ -168,8 +168,9 @@ fn copy_of(relative: &str) -> (TempDir, PathBuf) {
     (temp, dir)
 }
 
+/// Background maintenance off: the files must be exactly what the steps wrote.
 fn options_at(now_ms: u64) -> Options {
-    Options::new().clock(move || now_ms)
+    Options::new().auto_compact(false).clock(move || now_ms)
 }
 
 fn open_at(dir: &Path, now_ms: u64) -> strata::Result<Db> {

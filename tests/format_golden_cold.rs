@@ -171,8 +171,9 @@ fn copy_of(source: &Path) -> (TempDir, PathBuf) {
     (temp, dir)
 }
 
+/// Background maintenance off: the files must be exactly what the steps wrote.
 fn options_at(now_ms: u64) -> Options {
-    Options::new().clock(move || now_ms)
+    Options::new().auto_compact(false).clock(move || now_ms)
 }
 
 fn read_only_at(now_ms: u64) -> Options {
