@@ -27,7 +27,7 @@
 //!    (which goes first alternates per round), on both handles: queries per second, batch /
 //!    singles;
 //! 4. one Dot search over W records left warm (sealed log segments, never compacted) against
-//!    the same search over the same W records compacted into the cold tier, one thread,
+//!    the same search over the same W records compacted into the cold tier, on one thread and on every core,
 //!    interleaved per round: warm time / cold time; 4', the same for `search_batch` of the B
 //!    queries;
 //! 5. one Dot search over W compacted records plus W / 5 overwrites of them without an
@@ -661,7 +661,9 @@ fn measure(root: &Path, config: &Config) -> Result<Vec<Figure>> {
     std::fs::remove_dir_all(&dir)?;
     if config.runs("warm") {
         eprintln!("warm tier (load average {})", load_average());
-        figures.extend(warm_vs_cold(root, &queries, config)?);
+        for threads in [1, 0] {
+            figures.extend(warm_vs_cold(root, &queries, config, threads)?);
+        }
     }
     if config.runs("shadow") {
         eprintln!("shadowed cold rows (load average {})", load_average());
@@ -725,12 +727,12 @@ fn shadowed(root: &Path, queries: &[Vec<f32>], config: &Config) -> Result<Figure
 /// Figure 4: one Dot search over `--warm-records` records in sealed log segments (never
 /// compacted: the index walk resolves each record and checks its CRC) against the same
 /// search over the same records compacted into the cold tier, interleaved per round, one
-/// thread: warm time / cold time.
-fn warm_vs_cold(root: &Path, queries: &[Vec<f32>], config: &Config) -> Result<Vec<Figure>> {
+/// thread (`threads` = 1) or every core (0): warm time / cold time.
+fn warm_vs_cold(root: &Path, queries: &[Vec<f32>], config: &Config, threads: usize) -> Result<Vec<Figure>> {
     let (warm_dir, cold_dir) = (root.join("warm"), root.join("cold"));
     build_records(&warm_dir, config, config.warm_records, false)?;
     build_records(&cold_dir, config, config.warm_records, true)?;
-    let (warm, cold) = (open(&warm_dir, config, 1)?, open(&cold_dir, config, 1)?);
+    let (warm, cold) = (open(&warm_dir, config, threads)?, open(&cold_dir, config, threads)?);
     let bytes = (config.warm_records * config.dim * 4) as u64;
     let mut rounds = Rounds::default();
     let mut batch_rounds = Rounds::default();
@@ -746,7 +748,8 @@ fn warm_vs_cold(root: &Path, queries: &[Vec<f32>], config: &Config) -> Result<Ve
             return Err("warm and cold searches disagree".into());
         }
         eprintln!(
-            "  warm round {round}: warm {:.1} ms ({:.2} GiB/s), cold {:.1} ms ({:.2} GiB/s) -> {:.2}",
+            "  warm round {round} ({}): warm {:.1} ms ({:.2} GiB/s), cold {:.1} ms ({:.2} GiB/s) -> {:.2}",
+            threads_label(threads),
             warm_s * 1e3,
             gib_per_s(bytes, warm_s),
             cold_s * 1e3,
@@ -776,14 +779,14 @@ fn warm_vs_cold(root: &Path, queries: &[Vec<f32>], config: &Config) -> Result<Ve
     eprintln!("  warm / cold, search_batch({}): per-round ratios {}", batch.len(), batch_rounds.rounds_text());
     Ok(vec![
         Figure {
-            name: format!("4. search Dot over {} warm records / the same cold, threads(1)", config.warm_records),
+            name: format!("4. search Dot over {} warm records / the same cold, {}", config.warm_records, threads_label(threads)),
             engine: format!("{:.1} ms", rounds.engine_median()),
             baseline: format!("{:.1} ms", rounds.baseline_median()),
             ratio: rounds.ratio(),
             target: Target::Informative,
         },
         Figure {
-            name: format!("4'. search_batch({}) over the warm records / cold, threads(1)", batch.len()),
+            name: format!("4'. search_batch({}) over the warm records / cold, {}", batch.len(), threads_label(threads)),
             engine: format!("{:.1} ms", batch_rounds.engine_median()),
             baseline: format!("{:.1} ms", batch_rounds.baseline_median()),
             ratio: batch_rounds.ratio(),

@@ -132,10 +132,21 @@ fn search_of(q: &Query) -> Search<'_> {
 }
 
 fn run(ops: &[Op], queries: &[Query], threads: usize) {
+    run_with_segments_of(ops, queries, threads, 4096);
+}
+
+/// `run` with log and cold segments of at most `segment_bytes`.
+fn run_with_segments_of(ops: &[Op], queries: &[Query], threads: usize, segment_bytes: u64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = TestClock::new();
     let options = clock.install(
-        Options::new().embedding_dim(DIM).threads(threads).segment_bytes_max(4096).cold_segment_bytes_max(4096).auto_compact(false),
+        Options::new()
+            .embedding_dim(DIM)
+            .durability(Durability::None)
+            .threads(threads)
+            .segment_bytes_max(segment_bytes)
+            .cold_segment_bytes_max(segment_bytes)
+            .auto_compact(false),
     );
     let db = Db::open(dir.path(), options).expect("open");
     let mut model: BTreeMap<Vec<u8>, Stored> = BTreeMap::new();
@@ -183,6 +194,59 @@ proptest! {
     #[test]
     fn search_agrees_with_brute_force(ops in prop::collection::vec(op(), 0..120), queries in prop::collection::vec(query(), 1..6), threads in 1usize..4) {
         run(&ops, &queries, threads);
+    }
+}
+
+/// An index large enough for a search to split its walk among threads (the split starts at
+/// 16 Ki index entries, `vector::scan::INDEX_SPLIT_ENTRIES_MIN`), over many sealed segments
+/// whose key samples place the cuts, with cold rows shadowed by later versions, deletes and
+/// TTLs across the cuts, and keys spread over the query prefixes: every thread count gives
+/// brute force's answer (a key decided by two parts, or by none, would show as a duplicate
+/// or a missing hit; a shadow mark lost between threads as a stale cold hit).
+#[test]
+fn a_search_split_among_threads_over_a_large_index_agrees_with_brute_force() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let prefixes: [&[u8]; 4] = [b"a/", b"b/", b"ab", b"\xff"];
+    let key_of = |i: u32| [prefixes[i as usize % 4], &i.to_be_bytes()[..]].concat();
+    let vector = |rng: &mut rand::rngs::StdRng| -> Vec<f32> { (0..DIM).map(|_| f32::from(rng.gen_range(-4i8..=4))).collect() };
+    let mut ops = Vec::new();
+    // 8 000 keys compacted into cold rows.
+    for i in 0..8_000 {
+        ops.push(Op::Put { key: key_of(i), embedding: Some(vector(&mut rng)), ttl_ms: None });
+    }
+    ops.push(Op::Compact);
+    // About 22 000 index keys over them: overwrites (some dropping the embedding), deletes,
+    // TTLs, new keys, sealed in several segments, the last ones left hot.
+    for n in 0..30_000u32 {
+        let key = key_of(rng.gen_range(0..48_000));
+        ops.push(match rng.gen_range(0..10) {
+            0 => Op::Delete { key },
+            1 => Op::Put { key, embedding: None, ttl_ms: None },
+            2 => Op::Put { key, embedding: Some(vector(&mut rng)), ttl_ms: Some(rng.gen_range(1..40)) },
+            _ => Op::Put { key, embedding: Some(vector(&mut rng)), ttl_ms: None },
+        });
+        if n % 5_000 == 4_999 {
+            ops.push(Op::Seal);
+            ops.push(Op::Advance(10));
+        }
+    }
+    let mut queries: Vec<Query> = Vec::new();
+    for (i, metric) in [Metric::Dot, Metric::L2, Metric::Cosine].into_iter().cycle().take(9).enumerate() {
+        let mut v = vector(&mut rng);
+        v[0] = 5.0; // non-zero for cosine
+        let prefix = match i % 3 {
+            0 => None,
+            1 => Some(b"a".to_vec()),
+            _ => Some(b"b/".to_vec()),
+        };
+        // Some lists hold every live record in range: a key decided twice or not at all
+        // shows whether or not it would rank among the closest.
+        let k = if i % 2 == 0 { 40_000 } else { 1 + 7 * i };
+        queries.push(Query { vector: v, k, metric, min_score: None, prefix, even_filter: i % 4 == 3 });
+    }
+    for threads in [1, 2, 3] {
+        run_with_segments_of(&ops, &queries, threads, 256 * 1024);
     }
 }
 

@@ -2,6 +2,7 @@
 //! again, with the hint block that lets open rebuild the index without reading records.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use super::header::{SegmentHeader, SEGMENT_HEADER_LEN};
 use super::record::{self, RecordView};
@@ -18,7 +19,13 @@ pub(crate) struct SealedSegment {
     pub(crate) embedding_dim: usize,
     pub(crate) trailer: Trailer,
     map: ReadOnlyMap,
+    /// Every `KEY_SAMPLE_STRIDE`-th key of the hint block, sorted: where a search splits the
+    /// index walk among its threads (`vector::scan`). Computed on first use.
+    key_samples: OnceLock<Box<[Box<[u8]>]>>,
 }
+
+/// One key of this many hint entries is kept as a sample (a 100 000-record segment: 390).
+const KEY_SAMPLE_STRIDE: usize = 256;
 
 impl SealedSegment {
     /// Maps and validates the header and trailer of a sealed segment.
@@ -51,7 +58,7 @@ impl SealedSegment {
                 format!("segment header says format {} but its trailer says {}", header.version, trailer.version),
             ));
         }
-        Ok(SealedSegment { path: path.to_path_buf(), segment_id, embedding_dim, trailer, map })
+        Ok(SealedSegment { path: path.to_path_buf(), segment_id, embedding_dim, trailer, map, key_samples: OnceLock::new() })
     }
 
     pub(crate) fn bytes(&self) -> &[u8] {
@@ -74,6 +81,18 @@ impl SealedSegment {
         }
         record::parse_with(records, offset as usize, self.embedding_dim, verify_checksum)
             .map_err(|e| Error::corruption(&self.path, offset as u64, e.detail().to_string()))
+    }
+
+    /// A sorted sample of this segment's keys (see `key_samples`). A hint block that does
+    /// not parse gives no samples: the caller's work is split less evenly, and the damage is
+    /// reported by the reads that need the hint block (open, verify).
+    pub(crate) fn key_samples(&self) -> &[Box<[u8]>] {
+        self.key_samples.get_or_init(|| {
+            let Ok(entries) = self.hint_entries() else { return Box::default() };
+            let mut samples: Vec<Box<[u8]>> = entries.iter().step_by(KEY_SAMPLE_STRIDE).map(|e| Box::from(e.key)).collect();
+            samples.sort_unstable();
+            samples.into_boxed_slice()
+        })
     }
 
     pub(crate) fn advise_sequential(&self) {

@@ -21,7 +21,7 @@
 //!    checking them, so a damaged record that is not a hit goes unreported (as a cold row
 //!    does; `Db::verify` finds both).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::kernels::{self, Kernel};
@@ -175,8 +175,35 @@ pub(crate) fn search(shared: &Shared, view: &ReadView, searches: &[&Search<'_>],
     let range = common_prefix.map_or(KeyRange { lower: std::ops::Bound::Unbounded, upper: std::ops::Bound::Unbounded }, KeyRange::prefix);
 
     let cold = &view.table.cold;
-    let mut shadowed: Vec<Vec<u64>> = cold.segments.iter().map(|s| vec![0u64; s.rows().div_ceil(64)]).collect();
-    scan_index(shared, view, &queries, &range, &mut shadowed, &mut selections)?;
+    let shadowed: Vec<Vec<AtomicU64>> =
+        cold.segments.iter().map(|s| (0..s.rows().div_ceil(64)).map(|_| AtomicU64::new(0)).collect()).collect();
+    let parts = index_parts(shared, view, &range, threads);
+    let index_workers = threads.clamp(1, parts.len());
+    if index_workers == 1 {
+        for part in &parts {
+            scan_index(shared, view, &queries, part, &shadowed, &mut selections)?;
+        }
+    } else {
+        // Each worker walks whole parts (disjoint key ranges, so every key is decided by
+        // exactly one of them) into its own selections.
+        let next = AtomicUsize::new(0);
+        let worker = || -> Result<Vec<TopK>> {
+            let mut own: Vec<TopK> = queries.iter().map(|q| TopK::new(q.k)).collect();
+            while let Some(part) = parts.get(next.fetch_add(1, Ordering::Relaxed)) {
+                scan_index(shared, view, &queries, part, &shadowed, &mut own)?;
+            }
+            Ok(own)
+        };
+        let results: Vec<Result<Vec<TopK>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..index_workers).map(|_| scope.spawn(worker)).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+        });
+        for per_thread in results {
+            for (selection, other) in selections.iter_mut().zip(per_thread?) {
+                selection.merge(other);
+            }
+        }
+    }
 
     // Work: row chunks of every segment (aligned to the norms cache's chunks), within the
     // union of the queries' row ranges.
@@ -243,13 +270,67 @@ fn prefix_rows(segment: &ColdFile, prefix: Option<&[u8]>) -> (usize, usize) {
     }
 }
 
-/// Walks the index once: scores live hot/warm records, marks the cold rows they shadow.
+/// Index entries below which the walk is not split among threads (one part).
+const INDEX_SPLIT_ENTRIES_MIN: usize = 16 * 1024;
+/// Parts per search thread, so that threads that finish early take more.
+const INDEX_PARTS_PER_THREAD: usize = 4;
+
+/// `range` cut into disjoint, ascending key ranges whose union is `range`, about equal in
+/// index keys, for `threads` workers: the cuts are quantiles of the warm segments' key
+/// samples (`SealedSegment::key_samples`) inside `range`. Hot keys are not sampled (the
+/// active segment is bounded by `segment_bytes_max`); a small index, one thread or no
+/// samples give `range` whole.
+fn index_parts(shared: &Shared, view: &ReadView, range: &KeyRange, threads: usize) -> Vec<KeyRange> {
+    let whole = || vec![range.clone()];
+    if threads <= 1 || shared.index.entries_count() < INDEX_SPLIT_ENTRIES_MIN {
+        return whole();
+    }
+    let inside = |key: &[u8]| range_contains_strictly(range, key);
+    let mut samples: Vec<&[u8]> = view.table.warm().flat_map(|s| s.key_samples().iter().map(|k| &k[..])).filter(|k| inside(k)).collect();
+    samples.sort_unstable();
+    samples.dedup();
+    cut_range(range, &samples, threads * INDEX_PARTS_PER_THREAD)
+}
+
+/// Is `key` inside `range` and equal to neither bound?
+fn range_contains_strictly(range: &KeyRange, key: &[u8]) -> bool {
+    let above = match &range.lower {
+        std::ops::Bound::Included(l) | std::ops::Bound::Excluded(l) => key > l.as_slice(),
+        std::ops::Bound::Unbounded => true,
+    };
+    let below = match &range.upper {
+        std::ops::Bound::Included(u) | std::ops::Bound::Excluded(u) => key < u.as_slice(),
+        std::ops::Bound::Unbounded => true,
+    };
+    above && below
+}
+
+/// `range` cut into at most `parts` ranges at quantiles of `samples` (sorted, distinct,
+/// each strictly inside `range`): ascending, disjoint, their union exactly `range`.
+fn cut_range(range: &KeyRange, samples: &[&[u8]], parts: usize) -> Vec<KeyRange> {
+    debug_assert!(samples.windows(2).all(|w| w[0] < w[1]) && samples.iter().all(|k| range_contains_strictly(range, k)));
+    let parts = parts.min(samples.len() + 1);
+    // Cut i (1..parts) at the (i * len / parts)-th sample, equal picks merged.
+    let mut cuts: Vec<&[u8]> = (1..parts).map(|i| samples[i * samples.len() / parts]).collect();
+    cuts.dedup();
+    let mut out = Vec::with_capacity(cuts.len() + 1);
+    let mut lower = range.lower.clone();
+    for cut in cuts {
+        out.push(KeyRange { lower, upper: std::ops::Bound::Excluded(cut.to_vec()) });
+        lower = std::ops::Bound::Included(cut.to_vec());
+    }
+    out.push(KeyRange { lower, upper: range.upper.clone() });
+    out
+}
+
+/// Walks the index over `range` once: scores live hot/warm records, marks the cold rows
+/// they shadow (in `shadowed`, shared by the walk's threads).
 fn scan_index(
     shared: &Shared,
     view: &ReadView,
     queries: &[Query<'_>],
     range: &KeyRange,
-    shadowed: &mut [Vec<u64>],
+    shadowed: &[Vec<AtomicU64>],
     selections: &mut [TopK],
 ) -> Result<()> {
     let cold = &view.table.cold;
@@ -268,7 +349,7 @@ fn scan_index(
             }
             let key = &chunk.keys[item.key.clone()];
             if let Some(row) = cold.find(key) {
-                shadowed[row.segment as usize][row.row as usize / 64] |= 1 << (row.row % 64);
+                shadowed[row.segment as usize][row.row as usize / 64].fetch_or(1 << (row.row % 64), Ordering::Relaxed);
             }
             if !item.version.is_live(view.now_ms) || !queries.iter().any(|q| q.covers(key)) {
                 continue;
@@ -398,7 +479,8 @@ struct ColdScan<'a> {
     queries: &'a [Query<'a>],
     /// Some query is Cosine or L2: the rows' norms are needed.
     norms: bool,
-    shadowed: &'a [Vec<u64>],
+    /// Cold rows shadowed by index keys (written by the index walk, which has ended).
+    shadowed: &'a [Vec<AtomicU64>],
     /// Per segment, per query: the query's row range.
     ranges: &'a [Vec<(usize, usize)>],
     /// (segment, first row, end row) units of work.
@@ -448,7 +530,10 @@ impl<'a> ColdScan<'a> {
             let tile_end = (tile_start + TILE_ROWS).min(end);
             candidates.clear();
             candidates.extend((tile_start..tile_end).filter(|&r| {
-                has_embedding(r) && shadowed[r / 64] & (1 << (r % 64)) == 0 && seqs[r] <= seq && (expiries[r] == 0 || expiries[r] > now)
+                has_embedding(r)
+                    && shadowed[r / 64].load(Ordering::Relaxed) & (1 << (r % 64)) == 0
+                    && seqs[r] <= seq
+                    && (expiries[r] == 0 || expiries[r] > now)
             }));
             norms.clear();
             if let Some(fill) = filling.as_mut() {
@@ -502,6 +587,59 @@ impl<'a> ColdScan<'a> {
         }
         if let Some(fill) = filling {
             segment.cache_norms(chunk, fill.into_boxed_slice());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ops::Bound;
+
+    use super::*;
+
+    fn contains(range: &KeyRange, key: &[u8]) -> bool {
+        let above = match &range.lower {
+            Bound::Included(l) => key >= l.as_slice(),
+            Bound::Excluded(l) => key > l.as_slice(),
+            Bound::Unbounded => true,
+        };
+        let below = match &range.upper {
+            Bound::Included(u) => key <= u.as_slice(),
+            Bound::Excluded(u) => key < u.as_slice(),
+            Bound::Unbounded => true,
+        };
+        above && below
+    }
+
+    /// Every key of a dense set of probes lies in exactly one part when it lies in the
+    /// range, in none otherwise, and the parts ascend: for every kind of bound, sample set
+    /// and part count.
+    #[test]
+    fn cut_range_partitions_the_range_exactly() {
+        let probes: Vec<Vec<u8>> = (0u8..=40).map(|b| vec![b]).chain((0u8..=40).map(|b| vec![b, 0])).chain([vec![]]).collect();
+        let bounds = |v: u8| [Bound::Included(vec![v]), Bound::Excluded(vec![v]), Bound::Unbounded];
+        for lower in bounds(5) {
+            for upper in bounds(30) {
+                let range = KeyRange { lower: lower.clone(), upper };
+                for stride in 1..6usize {
+                    let sampled: Vec<Vec<u8>> = (0u8..=40).step_by(stride).map(|b| vec![b]).collect();
+                    let samples: Vec<&[u8]> = sampled.iter().map(Vec::as_slice).filter(|k| range_contains_strictly(&range, k)).collect();
+                    for parts in 0..12 {
+                        let cut = cut_range(&range, &samples, parts);
+                        assert!(!cut.is_empty() && cut.len() <= parts.max(1), "{parts} parts asked, {} given", cut.len());
+                        for probe in &probes {
+                            let holders = cut.iter().filter(|p| contains(p, probe)).count();
+                            assert_eq!(holders, usize::from(contains(&range, probe)), "probe {probe:?}, range {range:?}, cut {cut:?}");
+                        }
+                        for pair in cut.windows(2) {
+                            let (Bound::Excluded(end), Bound::Included(start)) = (&pair[0].upper, &pair[1].lower) else {
+                                panic!("parts meet at a cut: {cut:?}")
+                            };
+                            assert_eq!(end, start);
+                        }
+                    }
+                }
+            }
         }
     }
 }
