@@ -23,7 +23,12 @@
 //! 5. exact top-10 search over the database as background maintenance left it when the writes
 //!    ended / over the same database fully compacted, queries per second.
 //!
-//! (Resident memory is for `benches/peers`, where each engine runs in its own process.) Progress goes to stderr, the table to stdout.
+//! 6. anonymous resident memory (RssAnon) of the process, grown since the maintained run
+//!    opened its database: after idle (every record cold, the index empty) and at its peak
+//!    while writing, each per byte of the cold tier (it should not grow with the cold data:
+//!    cold rows live in the page cache through maps, not on the heap).
+//!
+//! Progress goes to stderr, the table to stdout.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -100,6 +105,13 @@ struct Run {
     qps_steady: f64,
     compactions: u64,
     write_seconds: f64,
+    /// RssAnon of the process when the run opened its database, at most during the write
+    /// phase (sampled with the space), and after idle.
+    anon_start: u64,
+    anon_peak: u64,
+    anon_idle: u64,
+    /// Cold tier's bytes on disk after idle.
+    cold_disk_bytes_idle: u64,
 }
 
 /// The idle period of the maintained run (the engine's default is 10 s).
@@ -114,6 +126,8 @@ fn options(config: &Config, auto: bool) -> Options {
 }
 
 fn run_workload(config: &Config, dir: &Path, auto: bool) -> Result<(Db, Run)> {
+    let anon_start = Resident::now()?.anon;
+    let mut anon_peak = anon_start;
     let db = Db::open(dir, options(config, auto))?;
     let mut order: Vec<usize> = (0..config.keys).flat_map(|k| std::iter::repeat_n(k, config.rewrites)).collect();
     order.shuffle(&mut StdRng::seed_from_u64(config.seed));
@@ -132,6 +146,7 @@ fn run_workload(config: &Config, dir: &Path, auto: bool) -> Result<(Db, Run)> {
         if n % sample_every == sample_every - 1 {
             let stats = db.stats();
             space_amp_peak = space_amp_peak.max(stats.space_amplification);
+            anon_peak = anon_peak.max(Resident::now()?.anon);
             eprintln!(
                 "  {}: {:>3} % of puts, space amp {:.2}, {} compactions, pending {:.0} MiB, stalled {} ms",
                 if auto { "maintained" } else { "log only  " },
@@ -152,6 +167,14 @@ fn run_workload(config: &Config, dir: &Path, auto: bool) -> Result<(Db, Run)> {
     if let Some(error) = &stats.last_background_error {
         return Err(format!("background maintenance failed: {error}").into());
     }
+    eprintln!(
+        "  {}: writes ended: records hot {} / warm {} / cold {}, index entries {}",
+        if auto { "maintained" } else { "log only  " },
+        stats.hot.records,
+        stats.warm.records,
+        stats.cold.records,
+        stats.index_entries
+    );
     let space_amp_peak = space_amp_peak.max(stats.space_amplification);
     let space_amp_steady = stats.space_amplification;
     let write_amp = stats.write_amplification;
@@ -180,6 +203,10 @@ fn run_workload(config: &Config, dir: &Path, auto: bool) -> Result<(Db, Run)> {
         qps_steady,
         compactions: stats.compactions,
         write_seconds,
+        anon_start,
+        anon_peak,
+        anon_idle: Resident::now()?.anon,
+        cold_disk_bytes_idle: stats.cold.disk_bytes,
     };
     Ok((db, run))
 }
@@ -308,6 +335,29 @@ fn main() -> Result<()> {
             target: Target::AtLeast(0.8),
         },
     ];
+    let mut figures = figures;
+    let growth = |anon: u64| anon.saturating_sub(maintained.anon_start) as f64;
+    eprintln!(
+        "  RssAnon, maintained run: {:.1} MiB at open, {:.1} MiB peak while writing, {:.1} MiB after idle; cold tier {:.1} MiB",
+        mib(maintained.anon_start as f64),
+        mib(maintained.anon_peak as f64),
+        mib(maintained.anon_idle as f64),
+        mib(maintained.cold_disk_bytes_idle as f64)
+    );
+    figures.push(Figure {
+        name: "RssAnon growth after idle (all cold) / cold tier's bytes, maintained".into(),
+        engine: format!("+{:.1} MiB", mib(growth(maintained.anon_idle))),
+        baseline: format!("{:.1} MiB cold", mib(maintained.cold_disk_bytes_idle as f64)),
+        ratio: growth(maintained.anon_idle) / maintained.cold_disk_bytes_idle.max(1) as f64,
+        target: Target::Informative,
+    });
+    figures.push(Figure {
+        name: "RssAnon growth, peak while writing / cold tier's bytes after idle, maintained".into(),
+        engine: format!("+{:.1} MiB", mib(growth(maintained.anon_peak))),
+        baseline: format!("{:.1} MiB cold", mib(maintained.cold_disk_bytes_idle as f64)),
+        ratio: growth(maintained.anon_peak) / maintained.cold_disk_bytes_idle.max(1) as f64,
+        target: Target::Informative,
+    });
     print_table(&figures);
     Ok(())
 }

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use super::kernels::{self, Kernel};
 use super::topk::{Origin, TopK};
 use crate::cold::segment::{ColdFile, NORM_CHUNK_ROWS};
-use crate::cold::set::ColdRow;
+use crate::cold::set::{ColdCursor, ColdRow};
 use crate::db::Shared;
 use crate::index::{Direction, ScanChunk};
 use crate::iter::{prefix_successor, KeyRange};
@@ -334,6 +334,8 @@ fn scan_index(
     selections: &mut [TopK],
 ) -> Result<()> {
     let cold = &view.table.cold;
+    // Index keys come in ascending order: their cold rows are found in one forward pass.
+    let mut cursor = ColdCursor::new(cold, range.lower.as_ref().map(Vec::as_slice));
     let mut scores = Scores::default();
     // Live records with an embedding, scored a tile at a time (rows × all queries, as the
     // cold scan does), flushed when full and at the end of each index chunk.
@@ -348,7 +350,7 @@ fn scan_index(
                 continue; // compacted: the cold set holds its successor, or dropped it (`ReadView::get`)
             }
             let key = &chunk.keys[item.key.clone()];
-            if let Some(row) = cold.find(key) {
+            if let Some(row) = cursor.find(key) {
                 shadowed[row.segment as usize][row.row as usize / 64].fetch_or(1 << (row.row % 64), Ordering::Relaxed);
             }
             if !item.version.is_live(view.now_ms) || !queries.iter().any(|q| q.covers(key)) {
