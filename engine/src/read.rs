@@ -55,13 +55,6 @@ impl ReadView {
         resolve_keyed(shared, &self.table, key, seq, version)
     }
 
-    /// As `resolve_keyed` (key, seq and kind still checked against the index) but without
-    /// the record checksum: for vector search, which scores every record and checks the
-    /// checksums of its hits only (`check_sealed`).
-    pub(crate) fn resolve_for_scoring(&self, shared: &Shared, key: &[u8], seq: u64, version: &Version) -> Result<Record> {
-        resolve_keyed_with(shared, &self.table, key, seq, version, false)
-    }
-
     /// Checks the checksum of the record at `offset` of sealed segment `segment_id`.
     pub(crate) fn check_sealed(&self, segment_id: u32, offset: u32) -> Result<()> {
         match self.table.get(segment_id) {
@@ -128,14 +121,98 @@ fn resolve_keyed_with(
         }
         None => return Err(Error::corruption(path_of(), u64::from(offset), "the index points into a segment that is not open")),
     };
+    check_identity(shared, version.segment_id, offset, (seq, key), (view_seq, kind, record.key()))?;
+    Ok(record)
+}
+
+/// The record found at `offset` of log segment `segment_id` — its seq, kind and key — must
+/// be the put the index expected (`expected`: seq and key). A mismatch (a damaged hint, a
+/// bug) is corruption, never served.
+fn check_identity(shared: &Shared, segment_id: u32, offset: u32, expected: (u64, &[u8]), found: (u64, RecordKind, &[u8])) -> Result<()> {
+    let ((seq, key), (view_seq, kind, record_key)) = (expected, found);
+    let path_of = || shared.dir.join(crate::io::fs::segment_file_name(segment_id));
     if view_seq != seq || kind != RecordKind::Put {
         let detail = format!("record at this offset is a {kind:?} of seq {view_seq}, the index expected a Put of seq {seq}");
         return Err(Error::corruption(path_of(), u64::from(offset), detail));
     }
-    if record.key() != key {
+    if record_key != key {
         return Err(Error::corruption(path_of(), u64::from(offset), "record key differs from the index entry"));
     }
-    Ok(record)
+    Ok(())
+}
+
+/// A live hot or warm version found by an index walk, to be read later in file order.
+#[derive(Clone, Debug)]
+pub(crate) struct Located {
+    pub(crate) segment_id: u32,
+    pub(crate) offset: u32,
+    pub(crate) seq: u64,
+    /// key + content + embedding bytes, as the index recorded them.
+    pub(crate) logical_bytes: u32,
+    /// The key's range in the caller's key buffer.
+    pub(crate) key: std::ops::Range<usize>,
+}
+
+impl ReadView {
+    /// Reads the records of `items` — which must be sorted by (segment, offset) — in that
+    /// order, checking each is the put its index entry named (`keys` holds their keys), and
+    /// hands each to `each`. Sealed checksums are not checked (as `resolve_for_scoring`):
+    /// file order turns an index walk's scattered reads into one forward pass per segment.
+    pub(crate) fn resolve_in_file_order(
+        &self,
+        shared: &Shared,
+        items: &[Located],
+        keys: &[u8],
+        mut each: impl FnMut(&Located, Record) -> Result<()>,
+    ) -> Result<()> {
+        debug_assert!(items.windows(2).all(|w| (w[0].segment_id, w[0].offset) < (w[1].segment_id, w[1].offset)));
+        let mut at = 0;
+        while at < items.len() {
+            let segment_id = items[at].segment_id;
+            let end = at + items[at..].partition_point(|item| item.segment_id == segment_id);
+            let path_of = |offset: u32| (shared.dir.join(crate::io::fs::segment_file_name(segment_id)), u64::from(offset));
+            match self.table.get(segment_id) {
+                Some(SegmentRef::Sealed(segment)) => {
+                    for item in &items[at..end] {
+                        let view = segment.record(item.offset, false)?;
+                        let record = Record::new(Backing::Sealed(segment.clone()), &view);
+                        check_identity(
+                            shared,
+                            segment_id,
+                            item.offset,
+                            (item.seq, &keys[item.key.clone()]),
+                            (view.seq, view.kind, record.key()),
+                        )?;
+                        each(item, record)?;
+                    }
+                }
+                Some(SegmentRef::Hot(hot)) => {
+                    let mut cursor = hot.cursor();
+                    for item in &items[at..end] {
+                        let Some((buffer, view)) = cursor.record(item.offset) else {
+                            let (path, offset) = path_of(item.offset);
+                            return Err(Error::corruption(path, offset, "hot record missing from the active segment's mirror"));
+                        };
+                        let record = Record::new(Backing::Hot(buffer), &view);
+                        check_identity(
+                            shared,
+                            segment_id,
+                            item.offset,
+                            (item.seq, &keys[item.key.clone()]),
+                            (view.seq, view.kind, record.key()),
+                        )?;
+                        each(item, record)?;
+                    }
+                }
+                None => {
+                    let (path, offset) = path_of(items[at].offset);
+                    return Err(Error::corruption(path, offset, "the index points into a segment that is not open"));
+                }
+            }
+            at = end;
+        }
+        Ok(())
+    }
 }
 
 /// A consistent view frozen at the moment it was taken: later writes, seals and

@@ -31,7 +31,7 @@ use crate::cold::set::{ColdCursor, ColdRow};
 use crate::db::Shared;
 use crate::index::{Direction, ScanChunk};
 use crate::iter::{prefix_successor, KeyRange};
-use crate::read::ReadView;
+use crate::read::{Located, ReadView};
 use crate::{Error, Hit, Metric, Record, Result, Search};
 
 /// Rows scored against every query before moving on (the batch tile).
@@ -340,6 +340,10 @@ fn scan_index(
     // Live records with an embedding, scored a tile at a time (rows × all queries, as the
     // cold scan does), flushed when full and at the end of each index chunk.
     let mut tile: Vec<IndexRow> = Vec::with_capacity(TILE_ROWS);
+    // Live versions found by the walk, read and scored in file order (`flush_located`)
+    // once `LOCATED_MAX` have gathered, and when the walk ends; their keys in `keys`.
+    let mut located: Vec<Located> = Vec::new();
+    let mut keys: Vec<u8> = Vec::new();
     let mut lower = range.lower.clone();
     loop {
         let mut chunk = ScanChunk::default();
@@ -356,32 +360,19 @@ fn scan_index(
             if !item.version.is_live(view.now_ms) || !queries.iter().any(|q| q.covers(key)) {
                 continue;
             }
-            let record = view.resolve_for_scoring(shared, key, item.seq, &item.version)?;
-            let origin = match view.table.get(item.version.segment_id) {
-                Some(crate::segments::SegmentRef::Sealed(_)) => {
-                    Origin::Sealed { segment_id: item.version.segment_id, offset: item.version.offset }
-                }
-                _ => Origin::Hot,
-            };
-            if record.embedding().is_none() {
-                // The index's logical size counts the embedding its hint entry recorded. A
-                // sealed record that reads as having none while that size says it has one
-                // has a damaged flags byte: skipping it would drop a hit without a word
-                // (tests/corruption_sweep.rs), so its checksum decides, as for a hit.
-                let logical = key.len() + record.content().len();
-                if let Origin::Sealed { segment_id, offset } = origin {
-                    if shared.options.verify_checksums && logical != item.version.logical_bytes as usize {
-                        view.check_sealed(segment_id, offset)?;
-                    }
-                }
-                continue;
-            }
-            tile.push(IndexRow { record, key: item.key.clone(), origin });
-            if tile.len() == TILE_ROWS {
-                score_index_tile(queries, &chunk.keys, &mut tile, &mut scores, selections);
-            }
+            let key_at = keys.len();
+            keys.extend_from_slice(key);
+            located.push(Located {
+                segment_id: item.version.segment_id,
+                offset: item.version.offset,
+                seq: item.seq,
+                logical_bytes: item.version.logical_bytes,
+                key: key_at..keys.len(),
+            });
         }
-        score_index_tile(queries, &chunk.keys, &mut tile, &mut scores, selections);
+        if stop.is_none() || located.len() >= LOCATED_MAX {
+            flush_located(shared, view, queries, &mut located, &mut keys, &mut tile, &mut scores, selections)?;
+        }
         match stop {
             Some(key) => lower = std::ops::Bound::Excluded(key),
             None => return Ok(()),
@@ -389,10 +380,59 @@ fn scan_index(
     }
 }
 
+/// Live versions an index walk gathers before it reads them (sorted by file position):
+/// at most about 1.5 MiB of `Located` entries and their keys per walking thread.
+const LOCATED_MAX: usize = 32 * 1024;
+
+/// Reads the records of `located` in file order (sorted here; sealed segments in map
+/// order, the hot segment by a forward cursor), scores those with an embedding in tiles,
+/// and empties `located` and `keys`.
+#[allow(clippy::too_many_arguments)]
+fn flush_located<'q>(
+    shared: &Shared,
+    view: &ReadView,
+    queries: &[Query<'q>],
+    located: &mut Vec<Located>,
+    keys: &mut Vec<u8>,
+    tile: &mut Vec<IndexRow>,
+    scores: &mut Scores<'q>,
+    selections: &mut [TopK],
+) -> Result<()> {
+    located.sort_unstable_by_key(|l| (u64::from(l.segment_id) << 32) | u64::from(l.offset));
+    view.resolve_in_file_order(shared, located, keys, |item, record| {
+        let origin = match view.table.get(item.segment_id) {
+            Some(crate::segments::SegmentRef::Sealed(_)) => Origin::Sealed { segment_id: item.segment_id, offset: item.offset },
+            _ => Origin::Hot,
+        };
+        if record.embedding().is_none() {
+            // The index's logical size counts the embedding its hint entry recorded. A
+            // sealed record that reads as having none while that size says it has one
+            // has a damaged flags byte: skipping it would drop a hit without a word
+            // (tests/corruption_sweep.rs), so its checksum decides, as for a hit.
+            let logical = record.key().len() + record.content().len();
+            if let Origin::Sealed { segment_id, offset } = origin {
+                if shared.options.verify_checksums && logical != item.logical_bytes as usize {
+                    view.check_sealed(segment_id, offset)?;
+                }
+            }
+            return Ok(());
+        }
+        tile.push(IndexRow { record, key: item.key.clone(), origin });
+        if tile.len() == TILE_ROWS {
+            score_index_tile(queries, keys, tile, scores, selections);
+        }
+        Ok(())
+    })?;
+    score_index_tile(queries, keys, tile, scores, selections);
+    located.clear();
+    keys.clear();
+    Ok(())
+}
+
 /// A live hot or warm record waiting in the index walk's tile.
 struct IndexRow {
     record: Record,
-    /// Its key's range in the index chunk's key buffer.
+    /// Its key's range in the walk's key buffer.
     key: std::ops::Range<usize>,
     origin: Origin,
 }
