@@ -258,11 +258,14 @@ fn lay_out(name: &str, bytes: Vec<u8>, version_of: &dyn Fn(&[u8], u64) -> usize)
     let (kind, regions, cold) = if name == "META" {
         (Kind::Meta, vec![region(0..len, "block")], None)
     } else if name == "MANIFEST" {
+        // Layout version 2 (manifest.md): the header, then the write totals.
+        assert_eq!(u32_at(&bytes, 8), 2, "MANIFEST layout version");
         let cold_n = u32_at(&bytes, 40) as u64;
-        let logs_at = 48 + 24 * cold_n;
+        let logs_at = 88 + 24 * cold_n;
         let regions = vec![
             region(0..48, "header"),
-            region(48..logs_at, "cold entries"),
+            region(48..88, "write totals"),
+            region(88..logs_at, "cold entries"),
             region(logs_at..len - 4, "log ids"),
             region(len - 4..len, "crc32"),
         ];

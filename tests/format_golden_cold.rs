@@ -227,11 +227,14 @@ fn assert_corruption(error: &Error, file: &str, offset: u64) {
 }
 
 #[track_caller]
+/// `UnsupportedVersion` of `file`, version `found_version`, naming the layout versions this
+/// build reads: 1 to 1 for a cold segment, 1 to 2 for the MANIFEST.
 fn assert_unsupported(error: &Error, file: &str, found_version: u32) {
+    let latest = if file == MANIFEST { 2 } else { 1 };
     match error {
-        Error::UnsupportedVersion { path, found, read_min, latest } => {
+        Error::UnsupportedVersion { path, found, read_min, latest: said_latest } => {
             assert_eq!(path.file_name().and_then(|n| n.to_str()), Some(file));
-            assert_eq!((*found, *read_min, *latest), (found_version, 1, 1));
+            assert_eq!((*found, *read_min, *said_latest), (found_version, 1, latest));
         }
         other => panic!("expected UnsupportedVersion of {file}, got {other:?}"),
     }
@@ -667,16 +670,24 @@ struct DecodedManifest {
     seq_max: u64,
     cold: Vec<ManifestEntry>,
     logs: Vec<u32>,
+    /// Layout version 2's write totals: (seq, logical bytes, disk bytes, log id, log length).
+    totals: Option<(u64, u64, u64, u32, u64)>,
 }
 
-/// `format-spec/manifest.md`, "Layout" and "Validity".
+/// `format-spec/manifest.md`, "Layout" and "Validity": layout version 1 (48-byte header)
+/// or 2 (88 bytes: the write totals follow).
 fn decode_manifest(b: &[u8]) -> DecodedManifest {
     assert!(b.len() >= 52);
     assert_eq!(&b[0..8], b"STRATMAN");
-    assert_eq!(u32_at(b, 8), 1, "MANIFEST version");
+    let version = u32_at(b, 8);
+    assert!(version == 1 || version == 2, "MANIFEST version {version}");
+    let header = if version == 1 { 48 } else { 88 };
     let (cold_count, log_count) = (u32_at(b, 40) as usize, u32_at(b, 44) as usize);
-    assert_eq!(b.len(), 48 + 24 * cold_count + 4 * log_count + 4, "MANIFEST length");
+    assert_eq!(b.len(), header + 24 * cold_count + 4 * log_count + 4, "MANIFEST length");
     assert_eq!(u32_at(b, b.len() - 4), crc32fast::hash(&b[..b.len() - 4]), "MANIFEST crc");
+    if version == 2 {
+        assert_eq!(u32_at(b, 84), 0, "reserved");
+    }
     let m = DecodedManifest {
         generation: u64_at(b, 12),
         log_floor: u32_at(b, 20),
@@ -684,11 +695,12 @@ fn decode_manifest(b: &[u8]) -> DecodedManifest {
         seq_max: u64_at(b, 32),
         cold: (0..cold_count)
             .map(|i| {
-                let at = 48 + 24 * i;
+                let at = header + 24 * i;
                 ManifestEntry { cold_id: u64_at(b, at), rows: u64_at(b, at + 8), file_len: u64_at(b, at + 16) }
             })
             .collect(),
-        logs: (0..log_count).map(|i| u32_at(b, 48 + 24 * cold_count + 4 * i)).collect(),
+        logs: (0..log_count).map(|i| u32_at(b, header + 24 * cold_count + 4 * i)).collect(),
+        totals: (version == 2).then(|| (u64_at(b, 48), u64_at(b, 56), u64_at(b, 64), u32_at(b, 80), u64_at(b, 72))),
     };
     assert!(m.cold.iter().all(|e| e.cold_id < m.next_cold_id), "cold ids below next_cold_id");
     assert!(m.logs.iter().all(|&id| id >= m.log_floor) && m.logs.windows(2).all(|w| w[0] < w[1]), "log ids");
@@ -765,6 +777,7 @@ fn golden_cold_files_decode_per_the_spec_to_the_known_rows() {
                 ManifestEntry { cold_id: 1, rows: 35, file_len: golden_file(COLD_1).len() as u64 },
             ],
             logs: vec![3],
+            totals: None, // layout version 1
         }
     );
 
@@ -876,15 +889,40 @@ fn cold_segments_expose_the_columns_the_spec_decodes() {
 // ---- reproducibility -----------------------------------------------------------------------
 
 #[test]
-fn make_golden_reproduces_v2_db_cold_byte_for_byte() {
+fn make_golden_reproduces_v3_db_cold_byte_for_byte() {
     let temp = tempfile::tempdir().unwrap();
     let fresh = temp.path().join("db-cold");
     make_golden::write_cold_db(&fresh).unwrap();
-    let v2 = golden_dir().parent().and_then(|p| p.parent()).map(|p| p.join("v2/db-cold")).unwrap();
-    let (fresh, golden) = (files_under(&fresh), files_under(&v2));
+    let golden_root = golden_dir().parent().and_then(|p| p.parent()).map(Path::to_path_buf).unwrap();
+    let (fresh, golden) = (files_under(&fresh), files_under(&golden_root.join("v3/db-cold")));
     assert_eq!(fresh.keys().collect::<Vec<_>>(), golden.keys().collect::<Vec<_>>(), "file names");
     for (name, bytes) in &golden {
         assert!(fresh[name] == *bytes, "db-cold/{name} differs from what today's code writes");
+    }
+    // v3 differs from v2 in the MANIFEST alone (layout 2: the write totals).
+    let v2 = files_under(&golden_root.join("v2/db-cold"));
+    let differing: Vec<&String> = golden.iter().filter(|(name, bytes)| v2.get(*name) != Some(bytes)).map(|(name, _)| name).collect();
+    assert_eq!(differing, [MANIFEST], "v3/db-cold against v2/db-cold");
+    let manifest = decode_manifest(&golden[MANIFEST]);
+    assert_eq!(decode_manifest(&v2[MANIFEST]), DecodedManifest { totals: None, ..decode_manifest(&golden[MANIFEST]) });
+    let (seq, logical, disk, log_id, log_len) = manifest.totals.expect("layout 2 has totals");
+    assert_eq!((seq, log_id), (166, 3), "written by the second compaction, segment 3 active then");
+    assert!(logical > 0 && disk > logical && log_len >= 64, "{:?}", manifest.totals);
+}
+
+/// The cold golden databases of every version open and read the same records: v1 and v2
+/// (MANIFEST layout 1, which carries no write totals) and v3 (layout 2).
+#[test]
+fn cold_golden_dbs_of_every_version_hold_the_same_records() {
+    let golden_root = golden_dir().parent().and_then(|p| p.parent()).map(Path::to_path_buf).unwrap();
+    for version in ["v1", "v2", "v3"] {
+        let (_temp, dir) = copy_of(&golden_root.join(version).join("db-cold"));
+        for options in [read_only_at(READ_CLOCK_MS), options_at(READ_CLOCK_MS)] {
+            let db = Db::open(&dir, options).unwrap_or_else(|e| panic!("{version}: {e}"));
+            let found: Vec<Seen> = db.iter().map(|r| seen(&r.unwrap())).collect();
+            assert_eq!(found, expected_live(READ_CLOCK_MS), "{version}");
+            db.verify().unwrap_or_else(|e| panic!("{version}: {e}"));
+        }
     }
 }
 
@@ -1127,19 +1165,20 @@ fn a_damaged_manifest_is_corruption_and_a_newer_one_unsupported() {
         let crc = crc32fast::hash(&b[..at]);
         b[at..].copy_from_slice(&crc.to_le_bytes());
     };
-    // Version 2 with a valid checksum is a newer MANIFEST: unsupported, read-only and
+    // Version 3 with a valid checksum is a newer MANIFEST: unsupported, read-only and
     // writable opens alike, before its layout is looked at.
     let (_temp, dir) = write(&|b| {
-        b[8..12].copy_from_slice(&2u32.to_le_bytes());
+        b[8..12].copy_from_slice(&3u32.to_le_bytes());
         fix_crc(b);
     });
-    assert_unsupported(&Db::open(&dir, read_only_at(READ_CLOCK_MS)).unwrap_err(), MANIFEST, 2);
-    assert_unsupported(&Db::open(&dir, options_at(READ_CLOCK_MS)).unwrap_err(), MANIFEST, 2);
+    assert_unsupported(&Db::open(&dir, read_only_at(READ_CLOCK_MS)).unwrap_err(), MANIFEST, 3);
+    assert_unsupported(&Db::open(&dir, options_at(READ_CLOCK_MS)).unwrap_err(), MANIFEST, 3);
     assert_eq!(files_under(&dir).len(), files_under(&golden_dir()).len() + 1, "only LOCK was added");
     assert!(strata::repair(&dir).is_err(), "repair never rebuilds a newer MANIFEST");
     // The same version field without a matching checksum is a damaged field (a single bit
-    // flip turns 1 into 3, 5, 9 ...): Corruption at offset 8, and repair rebuilds it.
-    for version in [2u32, 3, 1 << 31] {
+    // flip turns 1 into 3, 5, 9 ...): Corruption at offset 8, and repair rebuilds it. (2 is
+    // a version this build reads: its layout checks fail first, at the length.)
+    for version in [3u32, 5, 1 << 31] {
         let (_temp, dir) = write(&|b| b[8..12].copy_from_slice(&version.to_le_bytes()));
         match Db::open(&dir, read_only_at(READ_CLOCK_MS)).map(|_| ()) {
             Err(Error::Corruption { path, offset: 8, .. }) => assert!(path.ends_with(MANIFEST)),

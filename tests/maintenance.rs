@@ -313,3 +313,48 @@ fn a_database_left_idle_ends_fully_compacted() {
     let stats = db.stats();
     assert!(stats.space_amplification < 1.5, "the stale versions are gone: {stats:?}");
 }
+
+/// `Stats::write_amplification` counts the database's history, not the handle's: a reopen
+/// starts from the MANIFEST's write totals plus what the log holds after them (records
+/// newer than the totals' seq, log bytes past where the totals left the log). Checked for a
+/// database never compacted (the log is its whole history), one compacted with writes after
+/// the compaction (hot and sealed), and after a second compaction by the reopened handle.
+#[test]
+fn write_amplification_is_kept_across_reopen() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let dir = temp.path().join("db");
+    let mut model = Model::new();
+    let close_and_reopen = |db: Db| -> (f64, Db) {
+        let before = db.stats().write_amplification;
+        db.close().expect("close");
+        drop(db);
+        (before, Db::open(&dir, options(false)).expect("reopen"))
+    };
+    // The close mark a close appends (40 bytes per segment) is the only byte a reopen
+    // counts that the handle did not.
+    let assert_kept = |before: f64, after: f64, context: &str| {
+        assert!(
+            before > 0.0 && (after - before).abs() <= before * 0.001,
+            "{context}: write amplification {before} before close, {after} after"
+        );
+    };
+
+    let db = Db::open(&dir, options(false)).expect("open");
+    overwrite_workload(&db, &mut model, 11, 300, 2);
+    let (before, db) = close_and_reopen(db);
+    assert_kept(before, db.stats().write_amplification, "never compacted");
+
+    db.compact().expect("compact");
+    overwrite_workload(&db, &mut model, 12, 300, 1);
+    db.seal().expect("seal");
+    overwrite_workload(&db, &mut model, 13, 100, 1);
+    let (before, db) = close_and_reopen(db);
+    assert!(before > 1.5, "a compaction that rewrote every live record counts its output: {before}");
+    assert_kept(before, db.stats().write_amplification, "compacted, then sealed and hot writes");
+
+    overwrite_workload(&db, &mut model, 14, 200, 1);
+    db.compact().expect("second compaction");
+    let (before, db) = close_and_reopen(db);
+    assert_kept(before, db.stats().write_amplification, "compacted again after a reopen");
+    check(&db, &model, "reopened");
+}

@@ -100,8 +100,8 @@ impl Shared {
             lock: Mutex::new(parts.lock),
             deferred_prune: Mutex::new((0, VecDeque::new())),
             previous_group_writers: Mutex::new(Vec::new()),
-            logical_bytes_written: AtomicU64::new(0),
-            disk_bytes_written: AtomicU64::new(0),
+            logical_bytes_written: AtomicU64::new(parts.written.0),
+            disk_bytes_written: AtomicU64::new(parts.written.1),
             manifest: Mutex::new(parts.manifest),
             compaction: Mutex::new(()),
             retirements: Mutex::new(Vec::new()),
@@ -337,7 +337,10 @@ impl Shared {
         let mut placed = Vec::with_capacity(group.len());
         let first_seq = group.first().map_or(0, |c| c.seq);
         debug_assert_eq!(first_seq.checked_sub(1), Some(self.visible_seq.load(Ordering::Acquire)), "seqs are consecutive");
-        slot.as_mut().ok_or_else(lost_writer)?.begin_group(first_seq.saturating_sub(1))?;
+        let writer = slot.as_mut().ok_or_else(lost_writer)?;
+        let before_mark = writer.len();
+        writer.begin_group(first_seq.saturating_sub(1))?;
+        self.disk_bytes_written.fetch_add(writer.len() - before_mark, Ordering::Relaxed);
         let mut previous_writers = self.lock_or_poison(&self.previous_group_writers);
         for round in 0..=LATE_JOIN_ROUNDS {
             if round > 0 {
@@ -405,6 +408,7 @@ impl Shared {
         self.disk_bytes_written.fetch_add(sealed.file_len() - before, Ordering::Relaxed);
         let next_id = segment_id.checked_add(1).ok_or_else(|| Error::invalid("segment id", "segment ids exhausted"))?;
         let next = ActiveSegment::create(self.options.vfs.as_ref(), &self.dir, next_id, self.embedding_dim)?;
+        self.disk_bytes_written.fetch_add(next.len(), Ordering::Relaxed); // its header
         let table = self.segments.load().with(segment_id, SegmentRef::Sealed(sealed)).with(next_id, SegmentRef::Hot(next.hot.clone()));
         self.segments.store(Arc::new(table));
         *slot = Some(next);
@@ -532,6 +536,8 @@ pub(crate) struct SharedParts {
     pub(crate) lock: Option<DirLock>,
     pub(crate) manifest: Manifest,
     pub(crate) orphans_removed: u64,
+    /// The write counters (logical bytes, disk bytes) this handle starts from.
+    pub(crate) written: (u64, u64),
 }
 
 impl Db {

@@ -19,9 +19,12 @@ use crate::{Error, Result};
 pub(crate) const MANIFEST_FILE_NAME: &str = "MANIFEST";
 pub(crate) const MANIFEST_TEMP_NAME: &str = "MANIFEST.tmp";
 const MAGIC: [u8; 8] = *b"STRATMAN";
-/// Version of the manifest layout this build writes. A database written before the cold
-/// tier existed has no manifest: it opens as `Manifest::default()`.
-pub(crate) const MANIFEST_FORMAT_VERSION: u32 = 1;
+/// Version of the manifest layout this build writes (2: with the write totals). It reads
+/// 1 and 2. A database written before the cold tier existed has no manifest: it opens as
+/// `Manifest::default()`.
+pub(crate) const MANIFEST_FORMAT_VERSION: u32 = 2;
+/// The oldest manifest layout this build reads (1: without the write totals).
+pub(crate) const MANIFEST_FORMAT_VERSION_READ_MIN: u32 = 1;
 
 const VERSION_AT: usize = 8;
 const GENERATION_AT: usize = 12;
@@ -30,7 +33,17 @@ const NEXT_COLD_ID_AT: usize = 24;
 const SEQ_MAX_AT: usize = 32;
 const COLD_COUNT_AT: usize = 40;
 const LOG_COUNT_AT: usize = 44;
-const HEADER_LEN: usize = 48;
+/// Header length of layout version 1.
+const HEADER_V1_LEN: usize = 48;
+// Version 2 appends the write totals to version 1's header.
+const TOTALS_SEQ_AT: usize = 48;
+const TOTALS_LOGICAL_AT: usize = 56;
+const TOTALS_DISK_AT: usize = 64;
+const TOTALS_LOG_LEN_AT: usize = 72;
+const TOTALS_LOG_ID_AT: usize = 80;
+const TOTALS_RESERVED_AT: usize = 84;
+/// Header length of layout version 2.
+const HEADER_LEN: usize = 88;
 /// Per cold segment: id u64, rows u64, file length u64.
 const COLD_ENTRY_LEN: usize = 24;
 /// Per log segment: id u32.
@@ -59,6 +72,26 @@ pub(crate) struct Manifest {
     pub(crate) cold: Vec<ColdEntry>,
     /// Log segments (id >= `log_floor`) that were live when this manifest was written.
     pub(crate) logs: Vec<u32>,
+    /// What the database had written when this manifest was written (for
+    /// `Stats::write_amplification` across reopens); `None` from a version 1 manifest.
+    pub(crate) totals: Option<WriteTotals>,
+}
+
+/// The write counters as of one moment (a compaction's install, under the writer lock):
+/// every byte written to the database's files, every logical byte put, and where the log
+/// stood, so that open can add what was written after it (`open::write_totals`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct WriteTotals {
+    /// Every commit with a seq <= this one is counted in `logical_bytes`.
+    pub(crate) seq: u64,
+    /// key + content + embedding bytes of every put (and key bytes of every delete).
+    pub(crate) logical_bytes: u64,
+    /// Bytes written to log and cold segment files.
+    pub(crate) disk_bytes: u64,
+    /// The active log segment then (0: none counted) and its length then: bytes of it past
+    /// `log_len`, and every log segment after it, were written later.
+    pub(crate) log_id: u32,
+    pub(crate) log_len: u64,
 }
 
 impl Manifest {
@@ -73,6 +106,13 @@ impl Manifest {
         put_u64(&mut buf, SEQ_MAX_AT, self.seq_max);
         put_u32(&mut buf, COLD_COUNT_AT, self.cold.len() as u32);
         put_u32(&mut buf, LOG_COUNT_AT, self.logs.len() as u32);
+        let totals = self.totals.unwrap_or_default();
+        put_u64(&mut buf, TOTALS_SEQ_AT, totals.seq);
+        put_u64(&mut buf, TOTALS_LOGICAL_AT, totals.logical_bytes);
+        put_u64(&mut buf, TOTALS_DISK_AT, totals.disk_bytes);
+        put_u64(&mut buf, TOTALS_LOG_LEN_AT, totals.log_len);
+        put_u32(&mut buf, TOTALS_LOG_ID_AT, totals.log_id);
+        put_u32(&mut buf, TOTALS_RESERVED_AT, 0);
         let mut at = HEADER_LEN;
         for entry in &self.cold {
             put_u64(&mut buf, at, entry.cold_id);
@@ -90,7 +130,7 @@ impl Manifest {
     }
 
     pub(crate) fn decode(bytes: &[u8], path: &Path) -> Result<Manifest> {
-        if bytes.len() < HEADER_LEN + 4 {
+        if bytes.len() < HEADER_V1_LEN + 4 {
             return Err(Error::corruption(path, 0, format!("MANIFEST of {} bytes is shorter than its header", bytes.len())));
         }
         if bytes[..8] != MAGIC {
@@ -115,16 +155,17 @@ impl Manifest {
             return Err(Error::UnsupportedVersion {
                 path: path.to_path_buf(),
                 found: version,
-                read_min: MANIFEST_FORMAT_VERSION,
+                read_min: MANIFEST_FORMAT_VERSION_READ_MIN,
                 latest: MANIFEST_FORMAT_VERSION,
             });
         }
         if version == 0 {
             return Err(Error::corruption(path, VERSION_AT as u64, "MANIFEST format version 0 was never written by strata"));
         }
+        let header_len = if version == 1 { HEADER_V1_LEN } else { HEADER_LEN };
         let cold_count = get_u32(bytes, COLD_COUNT_AT) as usize;
         let log_count = get_u32(bytes, LOG_COUNT_AT) as usize;
-        let expected = HEADER_LEN as u64 + cold_count as u64 * COLD_ENTRY_LEN as u64 + log_count as u64 * LOG_ENTRY_LEN as u64 + 4;
+        let expected = header_len as u64 + cold_count as u64 * COLD_ENTRY_LEN as u64 + log_count as u64 * LOG_ENTRY_LEN as u64 + 4;
         if bytes.len() as u64 != expected {
             return Err(Error::corruption(
                 path,
@@ -143,11 +184,26 @@ impl Manifest {
             seq_max: get_u64(bytes, SEQ_MAX_AT),
             cold: Vec::with_capacity(cold_count),
             logs: Vec::with_capacity(log_count),
+            totals: (version >= 2).then(|| WriteTotals {
+                seq: get_u64(bytes, TOTALS_SEQ_AT),
+                logical_bytes: get_u64(bytes, TOTALS_LOGICAL_AT),
+                disk_bytes: get_u64(bytes, TOTALS_DISK_AT),
+                log_id: get_u32(bytes, TOTALS_LOG_ID_AT),
+                log_len: get_u64(bytes, TOTALS_LOG_LEN_AT),
+            }),
         };
         if manifest.seq_max > crate::limits::SEQ_MAX {
             return Err(Error::corruption(path, SEQ_MAX_AT as u64, "MANIFEST seq_max beyond SEQ_MAX"));
         }
-        let mut at = HEADER_LEN;
+        if version >= 2 {
+            if get_u32(bytes, TOTALS_RESERVED_AT) != 0 {
+                return Err(Error::corruption(path, TOTALS_RESERVED_AT as u64, "MANIFEST reserved field is not zero"));
+            }
+            if manifest.totals.is_some_and(|t| t.seq > crate::limits::SEQ_MAX) {
+                return Err(Error::corruption(path, TOTALS_SEQ_AT as u64, "MANIFEST totals seq beyond SEQ_MAX"));
+            }
+        }
+        let mut at = header_len;
         for _ in 0..cold_count {
             let entry = ColdEntry { cold_id: get_u64(bytes, at), rows: get_u64(bytes, at + 8), file_len: get_u64(bytes, at + 16) };
             if entry.cold_id >= manifest.next_cold_id {
@@ -217,6 +273,7 @@ mod tests {
             seq_max: 99,
             cold: vec![ColdEntry { cold_id: 10, rows: 5, file_len: 4096 }, ColdEntry { cold_id: 11, rows: 1, file_len: 640 }],
             logs: vec![7, 9],
+            totals: Some(WriteTotals { seq: 98, logical_bytes: 1 << 40, disk_bytes: 3 << 40, log_id: 9, log_len: 4096 }),
         };
         let bytes = manifest.encode();
         assert_eq!(Manifest::decode(&bytes, Path::new("M")).unwrap(), manifest);
@@ -236,6 +293,48 @@ mod tests {
         let crc_at = bytes.len() - 4;
         let crc = crc32(&bytes[..crc_at]);
         put_u32(&mut bytes, crc_at, crc);
-        assert!(matches!(Manifest::decode(&bytes, Path::new("M")), Err(Error::UnsupportedVersion { found: 2, .. })));
+        assert!(matches!(
+            Manifest::decode(&bytes, Path::new("M")),
+            Err(Error::UnsupportedVersion { found: 3, read_min: 1, latest: 2, .. })
+        ));
+    }
+
+    /// Layout version 1 (no totals) as an older build wrote it: 48-byte header, entries,
+    /// checksum. It still decodes, with `totals: None`, and a flipped byte is still caught.
+    #[test]
+    fn a_version_1_manifest_decodes_without_totals() {
+        let mut v1 = Vec::new();
+        v1.extend_from_slice(&MAGIC);
+        for field in [1u32.to_le_bytes().to_vec(), 3u64.to_le_bytes().to_vec(), 7u32.to_le_bytes().to_vec()] {
+            v1.extend_from_slice(&field);
+        }
+        v1.extend_from_slice(&12u64.to_le_bytes()); // next_cold_id
+        v1.extend_from_slice(&99u64.to_le_bytes()); // seq_max
+        v1.extend_from_slice(&1u32.to_le_bytes()); // cold_count
+        v1.extend_from_slice(&1u32.to_le_bytes()); // log_count
+        for field in [10u64, 5, 4096] {
+            v1.extend_from_slice(&field.to_le_bytes());
+        }
+        v1.extend_from_slice(&7u32.to_le_bytes());
+        let crc = crc32(&v1);
+        v1.extend_from_slice(&crc.to_le_bytes());
+        let expected = Manifest {
+            generation: 3,
+            log_floor: 7,
+            next_cold_id: 12,
+            seq_max: 99,
+            cold: vec![ColdEntry { cold_id: 10, rows: 5, file_len: 4096 }],
+            logs: vec![7],
+            totals: None,
+        };
+        assert_eq!(Manifest::decode(&v1, Path::new("M")).unwrap(), expected);
+        for i in 0..v1.len() {
+            let mut damaged = v1.clone();
+            damaged[i] ^= 0x10;
+            assert!(Manifest::decode(&damaged, Path::new("M")).is_err(), "flip at byte {i} went unnoticed");
+        }
+        // Rewritten by this build, it is version 2 with zero totals.
+        let rewritten = Manifest::decode(&expected.encode(), Path::new("M")).unwrap();
+        assert_eq!(rewritten, Manifest { totals: Some(WriteTotals::default()), ..expected });
     }
 }

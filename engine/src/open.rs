@@ -20,7 +20,7 @@ use crate::log::recovery::{self, ScannedSegment};
 use crate::log::segment::SealedSegment;
 use crate::log::trailer::{Trailer, TRAILER_LEN};
 use crate::log::writer::{ActiveSegment, ResumedSegment};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, WriteTotals};
 use crate::meta::Meta;
 use crate::segments::{SegmentRef, SegmentTable};
 use crate::{Error, Options, Result};
@@ -55,7 +55,13 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Db> {
     }
     let cold = load_cold(vfs, dir, &manifest, embedding_dim)?;
     let loaded = load_segments(vfs, &segment_files, embedding_dim, manifest.seq_max)?;
-    let (index, mut last_seq) = build_index(&loaded, embedding_dim)?;
+    let counted = match (has_manifest, manifest.totals) {
+        (_, Some(totals)) => Some(totals),
+        (false, None) => Some(WriteTotals::default()), // never compacted: the log is the whole history
+        (true, None) => None,                          // a version 1 MANIFEST: counting starts now
+    };
+    let (index, mut last_seq, logical_after) = build_index(&loaded, embedding_dim, counted.map_or(u64::MAX, |t| t.seq))?;
+    let mut written = counted.map_or((0, 0), |totals| write_totals(&totals, &loaded, logical_after));
     last_seq = last_seq.max(manifest.seq_max);
     if !has_manifest {
         check_cold_orphans_superseded(vfs, dir, &live.orphans, last_seq)?;
@@ -99,18 +105,26 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Db> {
             } else {
                 // A format 1 active segment cannot tell an unsynced tail from damage: seal
                 // it now, so that every later commit goes to a segment with group marks.
+                let before = writer.len();
                 let sealed = Arc::new(writer.seal(vfs)?);
+                written.1 += sealed.file_len() - before;
                 table.segments.insert(active.segment_id, SegmentRef::Sealed(sealed));
                 let next = active.segment_id.checked_add(1).ok_or_else(|| Error::invalid("segment id", "segment ids exhausted"))?;
-                Some(ActiveSegment::create(vfs, dir, next, embedding_dim)?)
+                let created = ActiveSegment::create(vfs, dir, next, embedding_dim)?;
+                written.1 += created.len();
+                Some(created)
             }
         }
-        (false, None) => Some(ActiveSegment::create(vfs, dir, next_id, embedding_dim)?),
+        (false, None) => {
+            let created = ActiveSegment::create(vfs, dir, next_id, embedding_dim)?;
+            written.1 += created.len(); // its header
+            Some(created)
+        }
     };
     if let Some(writer) = &writer {
         table.segments.insert(writer.segment_id, SegmentRef::Hot(writer.hot.clone()));
     }
-    let parts = SharedParts { index, table, last_seq, writer, lock, manifest, orphans_removed };
+    let parts = SharedParts { index, table, last_seq, writer, lock, manifest, orphans_removed, written };
     let shared = Arc::new(Shared::new(dir.to_path_buf(), options, embedding_dim, parts));
     crate::maintenance::Maintenance::start(&shared)?;
     Ok(Db { shared })
@@ -339,12 +353,15 @@ fn load_segments(vfs: &dyn Vfs, segment_files: &[(u32, PathBuf)], embedding_dim:
 }
 
 /// Builds the index newest segment first, newest record first: only the newest version of
-/// each key is inserted (nothing is pinned at open). Returns it with the newest seq.
-fn build_index(loaded: &LoadedSegments, embedding_dim: usize) -> Result<(Index, u64)> {
+/// each key is inserted (nothing is pinned at open). Returns it with the newest seq and the
+/// logical bytes of every record newer than `counted_seq` (`write_totals`).
+fn build_index(loaded: &LoadedSegments, embedding_dim: usize, counted_seq: u64) -> Result<(Index, u64, u64)> {
     let index = Index::default();
+    let mut logical_after = 0u64;
     let mut last_seq = loaded.sealed.iter().map(|s| s.trailer.seq_max).max().unwrap_or(0);
     if let Some(active) = &loaded.active {
         last_seq = last_seq.max(active.scan.last_seq);
+        logical_after += active.scan.records.iter().filter(|v| v.seq > counted_seq).map(|v| v.logical_bytes() as u64).sum::<u64>();
         for view in active.scan.records.iter().rev() {
             let key = &active.bytes.bytes()[view.key.clone()];
             if !index.contains_key(key) {
@@ -353,7 +370,9 @@ fn build_index(loaded: &LoadedSegments, embedding_dim: usize) -> Result<(Index, 
         }
     }
     for segment in loaded.sealed.iter().rev() {
-        for entry in segment.hint_entries()?.iter().rev() {
+        let entries = segment.hint_entries()?;
+        logical_after += entries.iter().filter(|e| e.seq > counted_seq).map(|e| e.logical_bytes(embedding_dim) as u64).sum::<u64>();
+        for entry in entries.iter().rev() {
             if !index.contains_key(entry.key) {
                 let version = Version {
                     segment_id: segment.segment_id,
@@ -366,7 +385,26 @@ fn build_index(loaded: &LoadedSegments, embedding_dim: usize) -> Result<(Index, 
             }
         }
     }
-    Ok((index, last_seq))
+    Ok((index, last_seq, logical_after))
+}
+
+/// `Stats`' write counters (logical, disk) at open: the MANIFEST's `totals`, plus what the
+/// log holds that was written after them — the logical bytes of its newer records
+/// (`logical_after`), and every log byte past `totals.log_len` of segment `totals.log_id`
+/// and of every later segment. Exact for logical bytes; for disk bytes, a torn tail cut at
+/// open or files written by a crashed compaction are not counted.
+fn write_totals(totals: &WriteTotals, loaded: &LoadedSegments, logical_after: u64) -> (u64, u64) {
+    let written_after = |segment_id: u32, len: u64| match segment_id.cmp(&totals.log_id) {
+        std::cmp::Ordering::Less => 0,
+        std::cmp::Ordering::Equal => len.saturating_sub(totals.log_len),
+        std::cmp::Ordering::Greater => len,
+    };
+    let mut disk = totals.disk_bytes;
+    disk += loaded.sealed.iter().map(|s| written_after(s.segment_id, s.file_len())).sum::<u64>();
+    if let Some(active) = &loaded.active {
+        disk += written_after(active.segment_id, active.scan.valid_len as u64);
+    }
+    (totals.logical_bytes.saturating_add(logical_after), disk)
 }
 
 fn read_or_create_meta(vfs: &dyn Vfs, dir: &Path, options: &Options, no_segments: bool) -> Result<Meta> {

@@ -651,6 +651,8 @@ fn build(vfs_handle: &Arc<dyn Vfs>, staging: &Path, embedding_dim: usize, salvag
         seq_max: salvage.seq_max,
         cold: entries,
         logs: Vec::new(),
+        // The repaired database's history starts here (its cold files are not counted).
+        totals: None,
     };
     manifest.write(vfs, &new)?;
     Meta {

@@ -38,7 +38,11 @@ pub struct Stats {
     pub disk_bytes: u64,
     /// `disk_bytes / live_bytes` (0 when nothing is live).
     pub space_amplification: f64,
-    /// Bytes this handle wrote to disk / logical bytes it was asked to write (0 before any write).
+    /// Bytes written to the database's log and cold segment files / logical bytes (key +
+    /// content + embedding) it was asked to write, over its whole history: kept across
+    /// reopens (the `MANIFEST`'s write totals plus what the log holds after them), counted
+    /// afresh from a repair, or from the first open by this version of a database whose
+    /// `MANIFEST` predates the totals (layout version 1). 0 before any write.
     pub write_amplification: f64,
     /// Versions held by the in-memory index (live, superseded-but-pinned, tombstones).
     /// Cold keys are not in it.

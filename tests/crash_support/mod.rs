@@ -434,7 +434,9 @@ pub struct ManifestFacts {
     pub log_ids: Vec<u32>,
 }
 
-pub const MANIFEST_HEADER_LEN: usize = 48;
+/// Header lengths of MANIFEST layout versions 1 and 2 (`format-spec/manifest.md`).
+pub const MANIFEST_V1_HEADER_LEN: usize = 48;
+pub const MANIFEST_HEADER_LEN: usize = 88;
 pub const MANIFEST_COLD_ENTRY_LEN: usize = 24;
 
 /// Decodes `dir/MANIFEST` (layout and checksum checked); `None` when there is none.
@@ -444,15 +446,20 @@ pub fn read_manifest(dir: &Path) -> Option<ManifestFacts> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) => panic!("read MANIFEST: {e}"),
     };
-    assert!(bytes.len() >= MANIFEST_HEADER_LEN + 4 && bytes.starts_with(b"STRATMAN"), "MANIFEST of {} bytes", bytes.len());
+    assert!(bytes.len() >= MANIFEST_V1_HEADER_LEN + 4 && bytes.starts_with(b"STRATMAN"), "MANIFEST of {} bytes", bytes.len());
     let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    let header_len = match u32_at(8) {
+        1 => MANIFEST_V1_HEADER_LEN,
+        2 => MANIFEST_HEADER_LEN,
+        other => panic!("MANIFEST layout version {other}"),
+    };
     let cold_count = u32_at(40) as usize;
     let log_count = u32_at(44) as usize;
-    let crc_at = MANIFEST_HEADER_LEN + cold_count * MANIFEST_COLD_ENTRY_LEN + log_count * 4;
+    let crc_at = header_len + cold_count * MANIFEST_COLD_ENTRY_LEN + log_count * 4;
     assert_eq!(bytes.len(), crc_at + 4, "MANIFEST length against its counts");
     assert_eq!(crc32fast::hash(&bytes[..crc_at]), u32_at(crc_at), "MANIFEST checksum");
-    let cold_ids = (0..cold_count).map(|i| read_u64(&bytes, MANIFEST_HEADER_LEN + i * MANIFEST_COLD_ENTRY_LEN)).collect();
-    let logs_at = MANIFEST_HEADER_LEN + cold_count * MANIFEST_COLD_ENTRY_LEN;
+    let cold_ids = (0..cold_count).map(|i| read_u64(&bytes, header_len + i * MANIFEST_COLD_ENTRY_LEN)).collect();
+    let logs_at = header_len + cold_count * MANIFEST_COLD_ENTRY_LEN;
     let log_ids = (0..log_count).map(|i| u32_at(logs_at + i * 4)).collect();
     Some(ManifestFacts {
         generation: read_u64(&bytes, 12),

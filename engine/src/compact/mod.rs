@@ -32,7 +32,7 @@ use crate::db::Shared;
 use crate::io::fs;
 use crate::io::pace::Pace;
 use crate::log::segment::SealedSegment;
-use crate::manifest::{ColdEntry, Manifest};
+use crate::manifest::{ColdEntry, Manifest, WriteTotals};
 use crate::{Error, Result};
 
 mod merge;
@@ -131,8 +131,17 @@ pub(crate) fn compact(shared: &Shared, trigger: Trigger) -> Result<()> {
         .unwrap_or(0);
     let new_cold = Arc::new(ColdSet::new(written.iter().map(|(_, f)| f.clone()).collect(), seq_max));
     {
-        let _writer = shared.writer();
+        let writer = shared.writer();
         let current = shared.segments.load_full();
+        // Under the writer lock no commit is half counted: the totals, the visible seq and
+        // the active segment's length agree.
+        manifest.totals = Some(WriteTotals {
+            seq: shared.visible_seq.load(Ordering::Acquire),
+            logical_bytes: shared.logical_bytes_written.load(Ordering::Relaxed),
+            disk_bytes: shared.disk_bytes_written.load(Ordering::Relaxed),
+            log_id: writer.as_ref().map_or(0, |w| w.segment_id),
+            log_len: writer.as_ref().map_or(0, |w| w.len()),
+        });
         manifest.generation += 1;
         if let Some(&last) = warm_ids.last() {
             manifest.log_floor = last + 1;
