@@ -2,102 +2,193 @@
 //! (or one for everything recovered at open), keyed by the commit's offset in the segment.
 //! The active segment file is never mapped (see `io/maps.rs`), so reads of hot records are
 //! served from here, zero-copy, with the same 8-byte alignment as a map.
+//!
+//! The buffers sit in an append-only array of slots (chunks of doubling size, allocated as
+//! the segment grows), ascending by offset: a reader finds a record's buffer by a binary
+//! search over the published slots — contiguous memory, no lock, no allocation per commit —
+//! and a forward cursor (`HotCursor`) by stepping from the last slot it used.
+//!
+//! **Invariants.** Only the writer (under the writer lock; `writer` here makes it so) adds
+//! and truncates. Slots `[0, published)` are immutable while published; `published` is
+//! stored with Release after a slot is filled and loaded with Acquire by readers. A
+//! truncation (a failed group, never published in the index) lowers `published`; the slots
+//! above are refilled later with offsets at or above the truncation point, so a reader that
+//! still uses the old count and probes them compares an offset above every record it can
+//! look for (the index points into published commits only), whichever value it sees.
 
-use std::ops::Bound;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use crossbeam_skiplist::SkipMap;
+use arc_swap::ArcSwapOption;
 
 use super::record::{self, RecordView};
 use crate::io::aligned::AlignedBytes;
 
+/// Slots in the first chunk; chunk `c` has `FIRST_CHUNK_SLOTS << c`.
+const FIRST_CHUNK_SLOTS: usize = 256;
+/// Chunks: 256 × (2^24 − 1) slots, more than the commits of a segment of
+/// `SEGMENT_FILE_BYTES_MAX` (at most one per 8 bytes).
+const CHUNKS: usize = 24;
+const _: () = assert!((FIRST_CHUNK_SLOTS as u64) * ((1u64 << CHUNKS) - 1) >= crate::limits::SEGMENT_FILE_BYTES_MAX / 8);
+
+/// One commit's buffer and the segment offset it starts at.
+struct Slot {
+    offset: AtomicU32,
+    buffer: ArcSwapOption<AlignedBytes>,
+}
+
 /// The active segment's records, readable without locks while the writer appends.
 pub(crate) struct HotSegment {
     pub(crate) embedding_dim: usize,
-    buffers: SkipMap<u32, Arc<AlignedBytes>>,
+    chunks: [OnceLock<Box<[Slot]>>; CHUNKS],
+    /// Slots readers may use.
+    published: AtomicUsize,
+    /// Held by `add` and `truncate` (one writer at a time).
+    writer: Mutex<()>,
+}
+
+/// (chunk, index in the chunk) of slot `i`.
+fn locate(i: usize) -> (usize, usize) {
+    let block = i / FIRST_CHUNK_SLOTS + 1;
+    let chunk = (usize::BITS - 1 - block.leading_zeros()) as usize;
+    (chunk, i - FIRST_CHUNK_SLOTS * ((1 << chunk) - 1))
 }
 
 impl HotSegment {
     pub(crate) fn new(embedding_dim: usize) -> Self {
-        HotSegment { embedding_dim, buffers: SkipMap::new() }
+        HotSegment {
+            embedding_dim,
+            chunks: std::array::from_fn(|_| OnceLock::new()),
+            published: AtomicUsize::new(0),
+            writer: Mutex::new(()),
+        }
     }
 
-    /// Publishes the bytes of a commit that starts at segment offset `offset`.
+    /// Slot `i`, which must have been allocated (`i` below a published count, or the
+    /// writer's next slot after `add` allocated it).
+    fn slot(&self, i: usize) -> &Slot {
+        let (chunk, at) = locate(i);
+        &self.chunks[chunk].get().expect("slot of an allocated chunk")[at]
+    }
+
+    fn offset_of(&self, i: usize) -> u32 {
+        self.slot(i).offset.load(Ordering::Relaxed)
+    }
+
+    /// Publishes the bytes of a commit that starts at segment offset `offset`, after every
+    /// buffer already published.
     pub(crate) fn add(&self, offset: u32, bytes: Arc<AlignedBytes>) {
         debug_assert!(offset.is_multiple_of(record::RECORD_ALIGN as u32));
-        self.buffers.insert(offset, bytes);
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let i = self.published.load(Ordering::Relaxed);
+        debug_assert!(i == 0 || u64::from(offset) >= self.end(), "buffers are added in offset order");
+        let (chunk, at) = locate(i);
+        let slots = self.chunks[chunk].get_or_init(|| {
+            (0..FIRST_CHUNK_SLOTS << chunk).map(|_| Slot { offset: AtomicU32::new(u32::MAX), buffer: ArcSwapOption::empty() }).collect()
+        });
+        slots[at].offset.store(offset, Ordering::Relaxed);
+        slots[at].buffer.store(Some(bytes));
+        self.published.store(i + 1, Ordering::Release);
     }
 
     /// Drops every commit buffer that starts at or after `end` (the commits of a failed
     /// group, never published in the index).
     pub(crate) fn truncate(&self, end: u64) {
-        while let Some(last) = self.buffers.back() {
-            if u64::from(*last.key()) < end {
-                break;
-            }
-            last.remove();
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut n = self.published.load(Ordering::Relaxed);
+        while n > 0 && u64::from(self.offset_of(n - 1)) >= end {
+            n -= 1;
         }
+        self.published.store(n, Ordering::Release);
         debug_assert!(self.end() <= end.max(super::header::SEGMENT_HEADER_LEN as u64));
     }
 
     /// Segment offset just past the last published byte (the header's end when empty).
     pub(crate) fn end(&self) -> u64 {
-        self.buffers.back().map_or(super::header::SEGMENT_HEADER_LEN as u64, |e| u64::from(*e.key()) + e.value().bytes().len() as u64)
+        match self.published.load(Ordering::Acquire) {
+            0 => super::header::SEGMENT_HEADER_LEN as u64,
+            n => {
+                let slot = self.slot(n - 1);
+                let len = slot.buffer.load().as_ref().map_or(0, |b| b.bytes().len());
+                u64::from(slot.offset.load(Ordering::Relaxed)) + len as u64
+            }
+        }
+    }
+
+    /// The last published slot starting at or before `offset`, among the first `published`.
+    fn slot_at_or_before(&self, offset: u32, published: usize) -> Option<usize> {
+        // partition_point over slot indices: slots [0, p) start at or before `offset`.
+        let (mut lo, mut hi) = (0usize, published);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.offset_of(mid) <= offset {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo.checked_sub(1)
+    }
+
+    /// The record at `offset` in slot `i`'s buffer, parsed.
+    fn record_in(&self, i: usize, offset: u32) -> Option<(Arc<AlignedBytes>, RecordView)> {
+        let slot = self.slot(i);
+        let start = (offset - slot.offset.load(Ordering::Relaxed)) as usize;
+        let buffer = slot.buffer.load_full()?;
+        let view = record::parse_trusted(buffer.bytes(), start, self.embedding_dim).ok()?;
+        Some((buffer, view))
     }
 
     /// A cursor for reading records at ascending offsets (one forward pass over the buffers).
     pub(crate) fn cursor(&self) -> HotCursor<'_> {
-        HotCursor { segment: self, current: None }
+        HotCursor { segment: self, published: self.published.load(Ordering::Acquire), current: None }
     }
 
     /// The buffer holding the record at `offset` and the record's start inside it, parsed.
     /// Hot bytes were encoded by this process, so the checksum is verified only in debug
     /// builds; a `None` means the index points at nothing, a bug reported by the caller.
     pub(crate) fn record(&self, offset: u32) -> Option<(Arc<AlignedBytes>, RecordView)> {
-        let entry = self.buffers.upper_bound(Bound::Included(&offset))?;
-        let start = (offset - *entry.key()) as usize;
-        let buffer = entry.value().clone();
-        let view = record::parse_trusted(buffer.bytes(), start, self.embedding_dim).ok()?;
-        Some((buffer, view))
+        let i = self.slot_at_or_before(offset, self.published.load(Ordering::Acquire))?;
+        self.record_in(i, offset)
     }
 }
 
-/// Reads a hot segment's records at ascending offsets: each lookup moves forward from the
-/// buffer of the last one (a step to the next node per commit passed) instead of seeking
-/// from the skiplist's head.
+/// Reads a hot segment's records at ascending offsets: each lookup steps forward from the
+/// slot of the last one (comparing slot offsets, which are contiguous in memory) and falls
+/// back to a binary search when the target is far ahead or behind.
 pub(crate) struct HotCursor<'a> {
     segment: &'a HotSegment,
-    current: Option<crossbeam_skiplist::map::Entry<'a, u32, Arc<AlignedBytes>>>,
+    /// Slots published when the cursor was made.
+    published: usize,
+    current: Option<usize>,
 }
 
 impl HotCursor<'_> {
-    /// As `HotSegment::record`. Offsets below the last one are found too (by a seek).
+    /// As `HotSegment::record`.
     pub(crate) fn record(&mut self, offset: u32) -> Option<(Arc<AlignedBytes>, RecordView)> {
-        let mut entry = match self.current.take() {
-            Some(entry) if *entry.key() <= offset => entry,
-            _ => self.segment.buffers.upper_bound(Bound::Included(&offset))?,
-        };
-        // Forward to the last buffer that starts at or before `offset`, comparing node keys
-        // only (a buffer's bytes are read once, for the record itself).
-        let mut steps = 0;
-        while let Some(next) = entry.next().filter(|next| *next.key() <= offset) {
-            if steps == CURSOR_STEPS_MAX {
-                entry = self.segment.buffers.upper_bound(Bound::Included(&offset))?; // far ahead: one seek
-                break;
+        let segment = self.segment;
+        let i = match self.current {
+            Some(mut i) if segment.offset_of(i) <= offset => {
+                let mut steps = 0;
+                while i + 1 < self.published && segment.offset_of(i + 1) <= offset && steps < CURSOR_STEPS_MAX {
+                    i += 1;
+                    steps += 1;
+                }
+                if steps == CURSOR_STEPS_MAX {
+                    segment.slot_at_or_before(offset, self.published)? // far ahead: one search
+                } else {
+                    i
+                }
             }
-            entry = next;
-            steps += 1;
-        }
-        let start = (offset - *entry.key()) as usize;
-        let buffer = entry.value().clone();
-        let view = record::parse_trusted(buffer.bytes(), start, self.segment.embedding_dim).ok()?;
-        self.current = Some(entry);
-        Some((buffer, view))
+            _ => segment.slot_at_or_before(offset, self.published)?,
+        };
+        self.current = Some(i);
+        segment.record_in(i, offset)
     }
 }
 
-/// Buffers a cursor steps over before it seeks instead.
-const CURSOR_STEPS_MAX: usize = 64;
+/// Slots a cursor steps over before it searches instead.
+const CURSOR_STEPS_MAX: usize = 16;
 
 #[cfg(test)]
 mod tests {
@@ -145,5 +236,59 @@ mod tests {
         }
         assert!(cursor.record(offset).is_none() && hot.record(offset).is_none(), "past the end");
         assert!(cursor.record(record_offsets[0]).is_some(), "a seek back after the end");
+    }
+
+    /// Slot `i` is found in the chunk that holds it: chunk boundaries at 256, 768, 1792 ...
+    #[test]
+    fn slots_map_to_chunks_of_doubling_size() {
+        assert_eq!(
+            [locate(0), locate(255), locate(256), locate(767), locate(768), locate(1791), locate(1792)],
+            [(0, 0), (0, 255), (1, 0), (1, 511), (2, 0), (2, 1023), (3, 0)]
+        );
+        let mut expected = (0usize, 0usize);
+        for i in 0..100_000 {
+            assert_eq!(locate(i), expected, "slot {i}");
+            expected.1 += 1;
+            if expected.1 == FIRST_CHUNK_SLOTS << expected.0 {
+                expected = (expected.0 + 1, 0);
+            }
+        }
+    }
+
+    /// A truncation (a failed group) drops the buffers from its offset on; the slots are
+    /// refilled by the commits after it, and every published record reads as before.
+    #[test]
+    fn truncate_drops_the_tail_and_later_commits_refill_it() {
+        let hot = HotSegment::new(0);
+        let commit = |seq: u64| {
+            let key = format!("k{seq}");
+            let fields = RecordFields { kind: RecordKind::Put, key: key.as_bytes(), content: b"v", embedding: None, expires_at_ms: 0 };
+            Arc::new(encode_one(&fields, seq, true).freeze())
+        };
+        let mut offsets = Vec::new();
+        let mut offset = SEGMENT_HEADER_LEN as u32;
+        for seq in 1..=600 {
+            let bytes = commit(seq);
+            let len = bytes.bytes().len() as u32;
+            hot.add(offset, bytes);
+            offsets.push(offset);
+            offset += len;
+        }
+        let cut = offsets[400];
+        hot.truncate(u64::from(cut));
+        assert_eq!(hot.end(), u64::from(cut));
+        assert!(hot.record(offsets[450]).is_none(), "a dropped commit is gone");
+        let mut offset = cut;
+        for seq in 1001..=1300 {
+            let bytes = commit(seq);
+            let len = bytes.bytes().len() as u32;
+            hot.add(offset, bytes);
+            offset += len;
+        }
+        for (i, &at) in offsets[..400].iter().enumerate() {
+            assert_eq!(hot.record(at).map(|(_, v)| v.seq), Some(i as u64 + 1), "kept commit at {at}");
+        }
+        assert_eq!(hot.record(cut).map(|(_, v)| v.seq), Some(1001), "the first commit after the cut");
+        assert_eq!(hot.end(), u64::from(offset));
     }
 }
