@@ -50,6 +50,22 @@ pub struct Db {
 }
 
 /// The engine state shared by the handle, its snapshots and its iterators.
+///
+/// **Lock order.** A thread holding one of these locks takes only locks listed after it:
+/// 1. `compaction` — for the whole of a compaction (explicit or background); `close` takes
+///    it to wait for one to finish;
+/// 2. `retirements` — released before the writer slot is taken (`finish_retirements`);
+/// 3. `writer` — the log writer slot: a commit group, a seal, a compaction's install, a
+///    retirement's table swap, `published_state`, `close`;
+/// 4. under `writer` only leaves: `previous_group_writers` (the group-commit leader) and
+///    `manifest` (a compaction's install, `published_state`; also taken alone);
+/// 5. `deferred_prune` (after the group, the writer released), and under it the snapshot
+///    registry's lock (a leaf, `SnapshotRegistry`);
+/// 6. `lock` (the directory lock), released last by `close`.
+///
+/// The maintenance worker's state lock (`Maintenance::state`) is a leaf: the worker
+/// finishes retirements before it takes it and runs a compaction after releasing it, and
+/// writers consult it (`throttle`) holding nothing.
 pub(crate) struct Shared {
     pub(crate) dir: PathBuf,
     pub(crate) options: Options,
