@@ -166,48 +166,36 @@ impl ReadView {
         mut each: impl FnMut(&Located, Record) -> Result<()>,
     ) -> Result<()> {
         debug_assert!(items.windows(2).all(|w| (w[0].segment_id, w[0].offset) < (w[1].segment_id, w[1].offset)));
+        // Every record read is checked against its index entry before `each` sees it.
+        let mut visit = |item: &Located, record: Record, view: &crate::log::record::RecordView| -> Result<()> {
+            let segment_id = item.segment_id;
+            check_identity(shared, segment_id, item.offset, (item.seq, &keys[item.key.clone()]), (view.seq, view.kind, record.key()))?;
+            each(item, record)
+        };
         let mut at = 0;
         while at < items.len() {
             let segment_id = items[at].segment_id;
             let end = at + items[at..].partition_point(|item| item.segment_id == segment_id);
-            let path_of = |offset: u32| (shared.dir.join(crate::io::fs::segment_file_name(segment_id)), u64::from(offset));
+            let corruption = |offset: u32, detail: &str| {
+                Error::corruption(shared.dir.join(crate::io::fs::segment_file_name(segment_id)), u64::from(offset), detail.to_string())
+            };
             match self.table.get(segment_id) {
                 Some(SegmentRef::Sealed(segment)) => {
                     for item in &items[at..end] {
                         let view = segment.record(item.offset, false)?;
-                        let record = Record::new(Backing::Sealed(segment.clone()), &view);
-                        check_identity(
-                            shared,
-                            segment_id,
-                            item.offset,
-                            (item.seq, &keys[item.key.clone()]),
-                            (view.seq, view.kind, record.key()),
-                        )?;
-                        each(item, record)?;
+                        visit(item, Record::new(Backing::Sealed(segment.clone()), &view), &view)?;
                     }
                 }
                 Some(SegmentRef::Hot(hot)) => {
                     let mut cursor = hot.cursor();
                     for item in &items[at..end] {
-                        let Some((buffer, view)) = cursor.record(item.offset) else {
-                            let (path, offset) = path_of(item.offset);
-                            return Err(Error::corruption(path, offset, "hot record missing from the active segment's mirror"));
-                        };
-                        let record = Record::new(Backing::Hot(buffer), &view);
-                        check_identity(
-                            shared,
-                            segment_id,
-                            item.offset,
-                            (item.seq, &keys[item.key.clone()]),
-                            (view.seq, view.kind, record.key()),
-                        )?;
-                        each(item, record)?;
+                        let (buffer, view) = cursor
+                            .record(item.offset)
+                            .ok_or_else(|| corruption(item.offset, "hot record missing from the active segment's mirror"))?;
+                        visit(item, Record::new(Backing::Hot(buffer), &view), &view)?;
                     }
                 }
-                None => {
-                    let (path, offset) = path_of(items[at].offset);
-                    return Err(Error::corruption(path, offset, "the index points into a segment that is not open"));
-                }
+                None => return Err(corruption(items[at].offset, "the index points into a segment that is not open")),
             }
             at = end;
         }

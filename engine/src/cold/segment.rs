@@ -297,7 +297,12 @@ impl ColdFile {
         // a block starting with a greater prefix starts with a greater key.
         let first_block = fences.partition_point(|&f| f < prefix).saturating_sub(1);
         let end_block = fences.partition_point(|&f| f <= prefix);
-        let (mut lo, mut hi) = (first_block * FENCE_ROWS, (end_block * FENCE_ROWS).min(self.rows));
+        self.lower_bound_in(key, first_block * FENCE_ROWS, (end_block * FENCE_ROWS).min(self.rows))
+    }
+
+    /// The first row in `[lo, hi)` whose key is >= `key` (`hi` when none), given that every
+    /// row before `lo` is below `key` and every row from `hi` on is not.
+    pub(crate) fn lower_bound_in(&self, key: &[u8], mut lo: usize, mut hi: usize) -> usize {
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             if self.key(mid) < key {

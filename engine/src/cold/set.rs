@@ -68,14 +68,7 @@ impl<'a> ColdCursor<'a> {
             hi = hi.saturating_add(step).min(rows);
             step = step.saturating_mul(2);
         }
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if segment.key(mid) < key {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
+        let lo = segment.lower_bound_in(key, lo, hi);
         self.row = lo;
         (lo < rows && segment.key(lo) == key).then_some(ColdRow { segment: self.segment as u32, row: lo as u32 })
     }
