@@ -208,8 +208,9 @@ impl Options {
     }
 
     /// Verify record checksums on reads (default `true`, as RocksDB's `verify_checksums`):
-    /// a warm record on every read; a cold row the first time this handle reads it (a bit
-    /// per row remembers it held, as a block cache verifies a block when it loads it). With
+    /// a warm record or a cold row the first time this handle reads it (a bit per record or
+    /// row remembers it held, as a block cache verifies a block when it loads it; those
+    /// files are never written again). With
     /// `false`, reads trust the bytes after the structural checks; `Db::verify`, recovery
     /// and compaction still check every checksum.
     pub fn verify_checksums(mut self, verify: bool) -> Self {

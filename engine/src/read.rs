@@ -58,7 +58,7 @@ impl ReadView {
     /// Checks the checksum of the record at `offset` of sealed segment `segment_id`.
     pub(crate) fn check_sealed(&self, segment_id: u32, offset: u32) -> Result<()> {
         match self.table.get(segment_id) {
-            Some(SegmentRef::Sealed(segment)) => segment.record(offset, true).map(drop),
+            Some(SegmentRef::Sealed(segment)) => segment.record_checked_once(offset).map(drop),
             _ => Ok(()),
         }
     }
@@ -116,7 +116,7 @@ fn resolve_keyed_with(
             (Record::new(Backing::Hot(buffer), &view), view.seq, view.kind)
         }
         Some(SegmentRef::Sealed(segment)) => {
-            let view = segment.record(offset, verify_checksum)?;
+            let view = if verify_checksum { segment.record_checked_once(offset)? } else { segment.record(offset, false)? };
             (Record::new(Backing::Sealed(segment.clone()), &view), view.seq, view.kind)
         }
         None => return Err(Error::corruption(path_of(), u64::from(offset), "the index points into a segment that is not open")),

@@ -2,6 +2,7 @@
 //! again, with the hint block that lets open rebuild the index without reading records.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use super::header::{SegmentHeader, SEGMENT_HEADER_LEN};
@@ -22,7 +23,15 @@ pub(crate) struct SealedSegment {
     /// Every `KEY_SAMPLE_STRIDE`-th key of the hint block, sorted: where a search splits the
     /// index walk among its threads (`vector::scan`). Computed on first use.
     key_samples: OnceLock<Box<[Box<[u8]>]>>,
+    /// One bit per `VERIFIED_GRANULE` bytes of the file: set once the record starting there
+    /// passed its checksum (`record_checked_once`). Allocated on the first checked read.
+    verified: OnceLock<Box<[AtomicU64]>>,
 }
+
+/// Bytes per bit of `SealedSegment::verified`: no record is shorter (a header and a key
+/// byte, aligned), so no two records share a bit.
+const VERIFIED_GRANULE: usize = 32;
+const _: () = assert!(VERIFIED_GRANULE <= super::record::RECORD_HEADER_LEN + super::record::RECORD_ALIGN);
 
 /// One key of this many hint entries is kept as a sample (a 100 000-record segment: 390).
 const KEY_SAMPLE_STRIDE: usize = 256;
@@ -58,7 +67,7 @@ impl SealedSegment {
                 format!("segment header says format {} but its trailer says {}", header.version, trailer.version),
             ));
         }
-        Ok(SealedSegment { path: path.to_path_buf(), segment_id, embedding_dim, trailer, map, key_samples: OnceLock::new() })
+        Ok(SealedSegment { path: path.to_path_buf(), segment_id, embedding_dim, trailer, map, key_samples: OnceLock::new(), verified: OnceLock::new() })
     }
 
     pub(crate) fn bytes(&self) -> &[u8] {
@@ -81,6 +90,24 @@ impl SealedSegment {
         }
         record::parse_with(records, offset as usize, self.embedding_dim, verify_checksum)
             .map_err(|e| Error::corruption(&self.path, offset as u64, e.detail().to_string()))
+    }
+
+    /// Reads the record at `offset`, verifying its checksum the first time this handle reads
+    /// it (as cold rows are, `ColdFile::check_row_once`): the file is never written again, so
+    /// a record that held once holds for the life of the map. `Db::verify` re-reads every
+    /// byte regardless.
+    pub(crate) fn record_checked_once(&self, offset: u32) -> Result<RecordView> {
+        let granule = offset as usize / VERIFIED_GRANULE;
+        let (word, bit) = (granule / 64, 1u64 << (granule % 64));
+        let verified = self.verified.get_or_init(|| (0..(self.bytes().len() / VERIFIED_GRANULE).div_ceil(64)).map(|_| AtomicU64::new(0)).collect());
+        let seen = verified.get(word).is_some_and(|w| w.load(Ordering::Relaxed) & bit != 0);
+        let view = self.record(offset, !seen)?;
+        if !seen {
+            if let Some(w) = verified.get(word) {
+                w.fetch_or(bit, Ordering::Relaxed);
+            }
+        }
+        Ok(view)
     }
 
     /// A sorted sample of this segment's keys (see `key_samples`). A hint block that does
