@@ -624,8 +624,11 @@ impl Db {
         let shared = &*self.shared;
         let mut seq = shared.visible_seq.load(Ordering::Acquire);
         for _ in 0..GET_RETRIES_UNPINNED {
-            // Usually the newest version in the index is visible: one lookup decides.
-            let found = match shared.index.newest_at(key, u64::MAX) {
+            // Usually the newest version in the index is visible: one lookup decides. A key
+            // with no version at all (one that lives cold, or none) costs that lookup alone.
+            let newest = shared.index.newest_at(key, u64::MAX);
+            let only_newer_versions = newest.is_some_and(|(newest_seq, _)| newest_seq > seq);
+            let found = match newest {
                 Some((newest_seq, version)) if newest_seq <= seq => Some((newest_seq, version)),
                 Some(_) => {
                     // A newer version exists. The version `seq` reads may have been pruned
@@ -659,7 +662,7 @@ impl Db {
                 }
                 return crate::read::resolve_keyed(shared, &table, key, found_seq, &version).map(Some);
             }
-            if shared.index.contains_key(key) {
+            if only_newer_versions {
                 // Only newer versions exist: either the key is new since `seq`, or pruning
                 // removed the version `seq` saw because the visible seq moved on. Re-read it.
                 let now = shared.visible_seq.load(Ordering::Acquire);
