@@ -67,7 +67,15 @@ impl SealedSegment {
                 format!("segment header says format {} but its trailer says {}", header.version, trailer.version),
             ));
         }
-        Ok(SealedSegment { path: path.to_path_buf(), segment_id, embedding_dim, trailer, map, key_samples: OnceLock::new(), verified: OnceLock::new() })
+        Ok(SealedSegment {
+            path: path.to_path_buf(),
+            segment_id,
+            embedding_dim,
+            trailer,
+            map,
+            key_samples: OnceLock::new(),
+            verified: OnceLock::new(),
+        })
     }
 
     pub(crate) fn bytes(&self) -> &[u8] {
@@ -99,7 +107,8 @@ impl SealedSegment {
     pub(crate) fn record_checked_once(&self, offset: u32) -> Result<RecordView> {
         let granule = offset as usize / VERIFIED_GRANULE;
         let (word, bit) = (granule / 64, 1u64 << (granule % 64));
-        let verified = self.verified.get_or_init(|| (0..(self.bytes().len() / VERIFIED_GRANULE).div_ceil(64)).map(|_| AtomicU64::new(0)).collect());
+        let verified =
+            self.verified.get_or_init(|| (0..(self.bytes().len() / VERIFIED_GRANULE).div_ceil(64)).map(|_| AtomicU64::new(0)).collect());
         let seen = verified.get(word).is_some_and(|w| w.load(Ordering::Relaxed) & bit != 0);
         let view = self.record(offset, !seen)?;
         if !seen {
