@@ -8,7 +8,7 @@
 //! default N), `--seed S` (42), `--dir PATH` (a temporary directory is made in it; default /tmp),
 //! `--phases scan,gets,compact,space,ram` (default all).
 //!
-//! Figures (BENCHMARKS.md, "Cold tier", explains each):
+//! Figures (summarised in BENCHMARKS.md, "Cold tier"; each explained in benches/HISTORY.md):
 //! 1. scans of N cold records touching every key, content and embedding byte — `iter_tier(Cold)`,
 //!    `iter()`, `iter()` with `verify_checksums(false)`, and a pass over `cold_segments()`'s
 //!    columns — in bytes/s / the memory read bandwidth of one thread summing a `Vec<u64>` of the

@@ -12,8 +12,8 @@
 //! baseline-engine-baseline (the baseline is the mean of the two), gets in 10 alternating
 //! slices, durable puts in 8 slices whose order rotates (a round's ratio is the median of its
 //! slices' ratios). The ratio of a figure is the median over rounds of each round's engine /
-//! baseline; open time is open / bulk-load time (lower is better). Progress and diagnostics go to stderr, the table to stdout. `BENCHMARKS.md`
-//! explains each figure.
+//! baseline; open time is open / bulk-load time (lower is better). Progress and diagnostics go to stderr, the table to stdout. `BENCHMARKS.md` summarises
+//! the figures and `benches/HISTORY.md` explains each.
 //!
 //! Workload (DESIGN.md): keys `doc/{i:08}`, content 64 B..32 KiB log-uniform, 768-dim f32
 //! embeddings, from a seeded RNG, put in key order. Logical bytes = key + content + embedding.

@@ -9,7 +9,7 @@
 //! temporary directory is made in it; default /tmp), `--phases single,first,ceiling,batch,warm,shadow`
 //! (default all).
 //!
-//! Figures (BENCHMARKS.md, "Vector search", explains each):
+//! Figures (summarised in BENCHMARKS.md, "Vector search"; each explained in benches/HISTORY.md):
 //! 1. one `search(Search::new(q).k(10).metric(m))` (= `nearest(q, 10)` under metric `m`) over
 //!    the N cold rows, for Dot, L2 and Cosine (cosine after its first query, which computes
 //!    and caches the rows' norms), on a handle with `threads(1)` and one with the default
