@@ -1,0 +1,309 @@
+//! One small trait and an adapter per engine. Every adapter stores a record as its key and
+//! a value of content bytes followed by the embedding's little-endian f32 bytes (strata
+//! stores the embedding as its own field and hands back the same bytes), so that every
+//! engine reads back exactly the same bytes for a key.
+
+use std::path::Path;
+
+use redb::{ReadableDatabase, ReadableTable};
+
+pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// What `Engine::scan` calls per record: key, content, embedding.
+pub type Visit<'a> = dyn FnMut(&[u8], &[u8], &[f32]) + 'a;
+
+/// One record as the workload writes it.
+pub struct Item<'a> {
+    pub key: &'a [u8],
+    pub content: &'a [u8],
+    pub embedding: &'a [f32],
+}
+
+/// What the runner asks of an engine.
+pub trait Engine: Sync {
+    /// Writes `items` as one transaction (or batch), not necessarily durable.
+    fn load(&self, items: &[Item<'_>]) -> Result<()>;
+    /// Everything written so far is durable.
+    fn sync(&self) -> Result<()>;
+    /// Writes one record durably (fsync before return) on its own.
+    fn put_durable(&self, item: &Item<'_>) -> Result<()>;
+    /// Copies the value of `key` (content ++ embedding bytes) into `out`; false if missing.
+    fn get(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool>;
+    /// Calls `each(key, content, embedding)` for every record in key order, without copying:
+    /// the key-value engines pass their whole value as `content` and no embedding.
+    fn scan(&self, each: &mut Visit<'_>) -> Result<()>;
+}
+
+pub const ENGINES: [&str; 5] = ["strata", "lmdb", "redb", "fjall", "sled"];
+
+/// Opens (creating) engine `name` in `dir`. `durable`: the handle is for durable puts
+/// (strata then opens with `Durability::Sync`, whose group commit shares fsyncs; the others
+/// make each put durable the way their documentation says).
+pub fn open(name: &str, dir: &Path, dim: usize, durable: bool) -> Result<Box<dyn Engine>> {
+    Ok(match name {
+        "strata" => Box::new(Strata::open(dir, dim, durable)?),
+        "lmdb" => Box::new(Lmdb::open(dir)?),
+        "redb" => Box::new(Redb::open(dir)?),
+        "fjall" => Box::new(Fjall::open(dir)?),
+        "sled" => Box::new(Sled::open(dir)?),
+        other => return Err(format!("unknown engine {other}").into()),
+    })
+}
+
+fn value_of(item: &Item<'_>) -> Vec<u8> {
+    let mut value = Vec::with_capacity(item.content.len() + item.embedding.len() * 4);
+    value.extend_from_slice(item.content);
+    for v in item.embedding {
+        value.extend_from_slice(&v.to_le_bytes());
+    }
+    value
+}
+
+// ---- strata -------------------------------------------------------------------------------
+
+/// strata with the options a user gets (`auto_compact` on): `Durability::None` for the
+/// bulk load (then `sync()`), `Durability::Sync` for durable puts (durability is per handle).
+pub struct Strata {
+    pub db: strata::Db,
+    sync_each: bool,
+}
+
+impl Strata {
+    fn open(dir: &Path, dim: usize, durable: bool) -> Result<Strata> {
+        let durability = if durable { strata::Durability::Sync } else { strata::Durability::None };
+        let options = strata::Options::new().embedding_dim(dim).durability(durability);
+        Ok(Strata { db: strata::Db::open(dir, options)?, sync_each: durable })
+    }
+}
+
+impl Engine for Strata {
+    fn load(&self, items: &[Item<'_>]) -> Result<()> {
+        let mut batch = strata::Batch::new();
+        for item in items {
+            batch.put(item.key, item.content, Some(item.embedding));
+        }
+        Ok(self.db.write(batch)?)
+    }
+    fn sync(&self) -> Result<()> {
+        Ok(self.db.sync()?)
+    }
+    fn put_durable(&self, item: &Item<'_>) -> Result<()> {
+        self.db.put(item.key, item.content, Some(item.embedding))?;
+        if !self.sync_each {
+            self.db.sync()?;
+        }
+        Ok(())
+    }
+    fn get(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
+        let Some(record) = self.db.get(key)? else { return Ok(false) };
+        out.clear();
+        out.extend_from_slice(record.content());
+        for v in record.embedding().unwrap_or(&[]) {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        Ok(true)
+    }
+    fn scan(&self, each: &mut Visit<'_>) -> Result<()> {
+        for record in self.db.iter() {
+            let record = record?;
+            each(record.key(), record.content(), record.embedding().unwrap_or(&[]));
+        }
+        Ok(())
+    }
+}
+
+// ---- LMDB (heed) --------------------------------------------------------------------------
+
+pub struct Lmdb {
+    env: heed::Env,
+    db: heed::Database<heed::types::Bytes, heed::types::Bytes>,
+}
+
+impl Lmdb {
+    fn open(dir: &Path) -> Result<Lmdb> {
+        std::fs::create_dir_all(dir)?;
+        // SAFETY: heed marks `open` unsafe because LMDB's map must not be opened twice in one
+        // process or modified by another; this child process opens this directory once.
+        let env = unsafe { heed::EnvOpenOptions::new().map_size(64 << 30).max_dbs(1).open(dir)? };
+        let mut wtxn = env.write_txn()?;
+        let db = env.create_database(&mut wtxn, None)?;
+        wtxn.commit()?;
+        Ok(Lmdb { env, db })
+    }
+}
+
+impl Engine for Lmdb {
+    fn load(&self, items: &[Item<'_>]) -> Result<()> {
+        let mut wtxn = self.env.write_txn()?;
+        for item in items {
+            self.db.put(&mut wtxn, item.key, &value_of(item))?;
+        }
+        Ok(wtxn.commit()?)
+    }
+    fn sync(&self) -> Result<()> {
+        Ok(self.env.force_sync()?)
+    }
+    fn put_durable(&self, item: &Item<'_>) -> Result<()> {
+        let mut wtxn = self.env.write_txn()?;
+        self.db.put(&mut wtxn, item.key, &value_of(item))?;
+        Ok(wtxn.commit()?) // LMDB's default: the commit fsyncs
+    }
+    fn get(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
+        let rtxn = self.env.read_txn()?;
+        let Some(value) = self.db.get(&rtxn, key)? else { return Ok(false) };
+        out.clear();
+        out.extend_from_slice(value);
+        Ok(true)
+    }
+    fn scan(&self, each: &mut Visit<'_>) -> Result<()> {
+        let rtxn = self.env.read_txn()?;
+        for entry in self.db.iter(&rtxn)? {
+            let (key, value) = entry?;
+            each(key, value, &[]);
+        }
+        Ok(())
+    }
+}
+
+// ---- redb ---------------------------------------------------------------------------------
+
+const REDB_TABLE: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("records");
+
+pub struct Redb {
+    db: redb::Database,
+}
+
+impl Redb {
+    fn open(dir: &Path) -> Result<Redb> {
+        std::fs::create_dir_all(dir)?;
+        let db = redb::Database::create(dir.join("redb"))?;
+        let txn = db.begin_write()?;
+        txn.open_table(REDB_TABLE)?;
+        txn.commit()?;
+        Ok(Redb { db })
+    }
+}
+
+impl Engine for Redb {
+    fn load(&self, items: &[Item<'_>]) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(REDB_TABLE)?;
+            for item in items {
+                table.insert(item.key, value_of(item).as_slice())?;
+            }
+        }
+        Ok(txn.commit()?) // redb's default durability: the commit is durable
+    }
+    fn sync(&self) -> Result<()> {
+        Ok(()) // every commit above was durable
+    }
+    fn put_durable(&self, item: &Item<'_>) -> Result<()> {
+        self.load(std::slice::from_ref(item))
+    }
+    fn get(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(REDB_TABLE)?;
+        let Some(value) = table.get(key)? else { return Ok(false) };
+        out.clear();
+        out.extend_from_slice(value.value());
+        Ok(true)
+    }
+    fn scan(&self, each: &mut Visit<'_>) -> Result<()> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(REDB_TABLE)?;
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            each(key.value(), value.value(), &[]);
+        }
+        Ok(())
+    }
+}
+
+// ---- fjall --------------------------------------------------------------------------------
+
+pub struct Fjall {
+    db: fjall::Database,
+    keyspace: fjall::Keyspace,
+}
+
+impl Fjall {
+    fn open(dir: &Path) -> Result<Fjall> {
+        let db = fjall::Database::builder(dir).open()?;
+        let keyspace = db.keyspace("records", fjall::KeyspaceCreateOptions::default)?;
+        Ok(Fjall { db, keyspace })
+    }
+}
+
+impl Engine for Fjall {
+    fn load(&self, items: &[Item<'_>]) -> Result<()> {
+        let mut batch = self.db.batch();
+        for item in items {
+            batch.insert(&self.keyspace, item.key, value_of(item));
+        }
+        Ok(batch.commit()?)
+    }
+    fn sync(&self) -> Result<()> {
+        Ok(self.db.persist(fjall::PersistMode::SyncAll)?)
+    }
+    fn put_durable(&self, item: &Item<'_>) -> Result<()> {
+        self.keyspace.insert(item.key, value_of(item))?;
+        self.sync()
+    }
+    fn get(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
+        let Some(value) = self.keyspace.get(key)? else { return Ok(false) };
+        out.clear();
+        out.extend_from_slice(&value);
+        Ok(true)
+    }
+    fn scan(&self, each: &mut Visit<'_>) -> Result<()> {
+        for guard in self.keyspace.iter() {
+            let (key, value) = guard.into_inner()?;
+            each(&key, &value, &[]);
+        }
+        Ok(())
+    }
+}
+
+// ---- sled ---------------------------------------------------------------------------------
+
+pub struct Sled {
+    db: sled::Db,
+}
+
+impl Sled {
+    fn open(dir: &Path) -> Result<Sled> {
+        Ok(Sled { db: sled::open(dir)? })
+    }
+}
+
+impl Engine for Sled {
+    fn load(&self, items: &[Item<'_>]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for item in items {
+            batch.insert(item.key, value_of(item));
+        }
+        Ok(self.db.apply_batch(batch)?)
+    }
+    fn sync(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+    fn put_durable(&self, item: &Item<'_>) -> Result<()> {
+        self.db.insert(item.key, value_of(item))?;
+        self.sync()
+    }
+    fn get(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
+        let Some(value) = self.db.get(key)? else { return Ok(false) };
+        out.clear();
+        out.extend_from_slice(&value);
+        Ok(true)
+    }
+    fn scan(&self, each: &mut Visit<'_>) -> Result<()> {
+        for entry in self.db.iter() {
+            let (key, value) = entry?;
+            each(&key, &value, &[]);
+        }
+        Ok(())
+    }
+}
