@@ -21,7 +21,8 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
         return Err(Failure::new("--records must be at least 1"));
     }
     let dir = tempfile::Builder::new().prefix("strata-bench-").tempdir().map_err(|e| Failure::new(format!("temp dir: {e}")))?;
-    let machine = machine::measure(dir.path(), 64 << 20, 256 << 20)?;
+    let probe = (args.records << 12).clamp(8 << 20, 64 << 20);
+    let machine = machine::measure(dir.path(), probe, (probe * 4).max(32 << 20))?;
     let path = dir.path().join("bench.strata");
     let db = Db::open(&path, Options::new().embedding_dim(DIM).durability(Durability::None).auto_compact(false))?;
     let quiet = true;

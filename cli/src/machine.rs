@@ -14,12 +14,12 @@ pub struct Machine {
     pub disk_write_mb_s: f64,
     /// fdatasyncs per second of a 4 KiB write each (the ceiling of durable single writes).
     pub fsyncs_per_s: f64,
-    /// Reading a buffer larger than the caches, in GB/s (10^9 bytes).
+    /// Reading a buffer larger than the caches on one thread, in GB/s (10^9 bytes).
     pub memory_read_gb_s: f64,
 }
 
 /// Measures in `dir` (a file there, removed afterwards): `disk_bytes` written sequentially
-/// and fsynced, 32 fsynced 4 KiB writes in place, and `memory_bytes` read three times.
+/// and fsynced, 128 fsynced 4 KiB writes in place, and `memory_bytes` read three times.
 pub fn measure(dir: &Path, disk_bytes: usize, memory_bytes: usize) -> Result<Machine, Failure> {
     std::fs::create_dir_all(dir).at("create", dir)?;
     let path = dir.join(".strata-disk-probe");
@@ -37,7 +37,7 @@ pub fn measure(dir: &Path, disk_bytes: usize, memory_bytes: usize) -> Result<Mac
 
     // Overwrites in place (the file's size does not change), as a log segment's appends
     // into its preallocated length do.
-    let syncs = 32;
+    let syncs: u32 = 128;
     let start = Instant::now();
     for i in 0..syncs {
         file.seek(std::io::SeekFrom::Start(u64::from(i) * 4096)).at("seek", &path)?;
