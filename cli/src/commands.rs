@@ -145,10 +145,12 @@ fn metric(arg: MetricArg) -> Metric {
 }
 
 pub fn search(args: SearchArgs) -> Result<(), Failure> {
+    // The query's syntax is checked before the database is opened.
+    let vector = args.vector.as_deref().map(|text| output::parse_vector(text, "--vector")).transpose()?;
     let db = open_read(&args.dir)?;
     let snapshot = db.snapshot();
-    let query = match (&args.vector, &args.like) {
-        (Some(text), _) => output::parse_vector(text, "--vector")?,
+    let query = match (vector, &args.like) {
+        (Some(vector), _) => vector,
         (None, Some(key)) => {
             let record = snapshot.get(key.as_bytes())?.ok_or_else(|| Failure::new(format!("not found: {key}")))?;
             record.embedding().ok_or_else(|| Failure::new(format!("record {key} has no embedding")))?.to_vec()

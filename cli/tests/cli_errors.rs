@@ -138,7 +138,7 @@ fn bad_json_is_an_error_with_its_place() {
     let dir = tempfile::tempdir().unwrap();
     let d = path_arg(&dir.path().join("db"));
     strata(["put", &d, "a", "--content", "x", "--embedding", "[1, 2,"]).fails_with("--embedding is not a JSON array");
-    strata(["put", &d, "a", "--content", "x", "--embedding", "[1, \"two\"]"]).fails_with("not a JSON array of numbers");
+    strata(["put", &d, "a", "--content", "x", "--embedding", "[1, \"two\"]"]).fails_with("`\"two\"`, which is not a number");
     strata(["search", &d, "--vector", "{\"x\": 1}"]).fails_with("--vector is not a JSON array");
 
     let file = dir.path().join("bad.jsonl");

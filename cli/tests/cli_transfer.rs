@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, UInt64Type};
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
 use common::{bits, line_embedding, path_arg, strata};
 use strata::{Db, Options};
@@ -113,8 +113,9 @@ fn export_with_a_prefix_and_import_into_an_existing_database() {
     strata(["put", &path_arg(&target), "other", "--content", "already here", "--dim", "3"]).ok();
     strata(["import", &path_arg(&target), &path_arg(&file), "--format", "parquet"]).ok();
     let got = kept(&target);
-    let mut expected: Vec<Kept> = kept(&source).into_iter().filter(|k| k.key.starts_with(b"rec/01")).collect();
-    expected.push(Kept { key: b"other".to_vec(), content: b"already here".to_vec(), embedding: None, expires_at_ms: 0 });
+    let mut expected = vec![Kept { key: b"other".to_vec(), content: b"already here".to_vec(), embedding: None, expires_at_ms: 0 }];
+    expected.extend(kept(&source).into_iter().filter(|k| k.key.starts_with(b"rec/01")));
+    assert_eq!(expected.len(), 11);
     assert_eq!(got, expected);
 }
 

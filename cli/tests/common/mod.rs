@@ -34,11 +34,11 @@ impl Run {
         assert!(!self.stderr.contains("panicked") && !self.stderr.contains("RUST_BACKTRACE"), "{}", self.stderr);
     }
 
-    /// Exit 2 (bad usage), with clap's usage text on stderr.
+    /// Exit 2 (bad usage), with clap's message and its pointer to `--help` on stderr.
     pub fn usage_error(&self) {
         assert_eq!(self.code, 2, "expected exit 2, stderr: {}", self.stderr);
         assert!(self.stdout.is_empty());
-        assert!(self.stderr.contains("Usage:"), "{}", self.stderr);
+        assert!(self.stderr.contains("Usage: strata") || self.stderr.contains("try '--help'"), "{}", self.stderr);
     }
 }
 
