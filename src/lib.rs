@@ -18,6 +18,13 @@
 //! contract.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "datafusion")]
+mod sql;
+
+#[cfg(feature = "datafusion")]
+pub use datafusion;
+#[cfg(feature = "datafusion")]
+pub use sql::SnapshotTable;
 #[cfg(feature = "arrow")]
 pub use strata_engine::{arrow_array, arrow_schema};
 pub use strata_engine::{

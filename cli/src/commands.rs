@@ -35,9 +35,18 @@ pub fn open_write(dir: &Path, dim: Option<usize>) -> Result<Db, Failure> {
     Ok(Db::open(dir, options)?)
 }
 
-fn stdout_line(text: &str) -> Result<(), Failure> {
+/// A failed write to stdout. A reader that went away (`strata scan ... | head`) is not an
+/// error: the tool stops quietly, as `cat` does.
+pub fn stdout_failure(error: std::io::Error) -> Failure {
+    if error.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    Failure::new(format!("writing to stdout: {error}"))
+}
+
+pub fn stdout_line(text: &str) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{text}").map_err(|e| Failure::new(format!("writing to stdout: {e}")))
+    writeln!(out, "{text}").map_err(stdout_failure)
 }
 
 pub fn put(args: PutArgs) -> Result<(), Failure> {
@@ -65,7 +74,7 @@ pub fn get(args: GetArgs) -> Result<(), Failure> {
         return stdout_line(&record_json(&record));
     }
     let mut out = std::io::stdout().lock();
-    out.write_all(record.content()).and_then(|_| out.write_all(b"\n")).map_err(|e| Failure::new(format!("writing to stdout: {e}")))
+    out.write_all(record.content()).and_then(|_| out.write_all(b"\n")).map_err(stdout_failure)
 }
 
 pub fn delete(args: DeleteArgs) -> Result<(), Failure> {
@@ -115,11 +124,18 @@ pub fn scan(args: ScanArgs) -> Result<(), Failure> {
     let limit = args.limit.unwrap_or(usize::MAX);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut table = Table::new(&["key", "seq", "expires_at_ms", "dim", "bytes", "content"]).right_aligned(&[1, 2, 3, 4]);
+    let mut widths = Vec::new();
+    let mut printed = 0;
     for record in scan_records(&db, &args).take(limit) {
         let record = record?;
         if args.json {
-            writeln!(out, "{}", record_json(&record)).map_err(|e| Failure::new(format!("writing to stdout: {e}")))?;
+            writeln!(out, "{}", record_json(&record)).map_err(stdout_failure)?;
         } else {
+            if table.len() == 1024 {
+                write!(out, "{}", table.render_part(&mut widths, printed == 0)).map_err(stdout_failure)?;
+                printed += table.len();
+                table.clear();
+            }
             table.row(vec![
                 show_bytes(record.key(), 40),
                 record.seq().to_string(),
@@ -131,9 +147,9 @@ pub fn scan(args: ScanArgs) -> Result<(), Failure> {
         }
     }
     if !args.json {
-        write!(out, "{}", table.render()).map_err(|e| Failure::new(format!("writing to stdout: {e}")))?;
+        write!(out, "{}", table.render_part(&mut widths, printed == 0)).map_err(stdout_failure)?;
     }
-    out.flush().map_err(|e| Failure::new(format!("writing to stdout: {e}")))
+    out.flush().map_err(stdout_failure)
 }
 
 fn metric(arg: MetricArg) -> Metric {

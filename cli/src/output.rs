@@ -136,10 +136,24 @@ impl Table {
         self.rows.push(cells);
     }
 
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
     pub fn render(&self) -> String {
+        let mut widths = Vec::new();
+        self.render_part(&mut widths, true)
+    }
+
+    /// Renders the rows (and the header when `header`), widening `widths` to fit them: a
+    /// long listing prints in parts, each as wide as everything before it, in bounded memory.
+    pub fn render_part(&self, widths: &mut Vec<usize>, header: bool) -> String {
         let columns = self.header.len();
-        let width = |i: usize| self.rows.iter().map(|r| r[i].chars().count()).chain([self.header[i].chars().count()]).max().unwrap_or(0);
-        let widths: Vec<usize> = (0..columns).map(width).collect();
+        widths.resize(columns, 0);
+        for (i, width) in widths.iter_mut().enumerate() {
+            let cells = self.rows.iter().map(|r| r[i].chars().count());
+            *width = cells.chain([self.header[i].chars().count(), *width]).max().unwrap_or(0);
+        }
         let mut out = String::new();
         let line = |out: &mut String, cells: &[String]| {
             let mut text = String::new();
@@ -161,12 +175,19 @@ impl Table {
             out.push_str(text.trim_end());
             out.push('\n');
         };
-        line(&mut out, &self.header);
-        line(&mut out, &widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>());
+        if header {
+            line(&mut out, &self.header);
+            line(&mut out, &widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>());
+        }
         for row in &self.rows {
             line(&mut out, row);
         }
         out
+    }
+
+    /// Drops the rows (after `render_part`), keeping the header.
+    pub fn clear(&mut self) {
+        self.rows.clear();
     }
 }
 

@@ -165,3 +165,12 @@ fn writes_that_break_a_limit_are_refused_and_change_nothing() {
     strata(["get", &d, "b"]).fails_with("not found: b");
     strata(["checkpoint", &d, &d]).fails_with("");
 }
+
+#[cfg(not(feature = "datafusion"))]
+#[test]
+fn sql_without_the_datafusion_feature_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = path_arg(&dir.path().join("db"));
+    strata(["put", &d, "a", "--content", "x"]).ok();
+    strata(["sql", &d, "SELECT 1"]).fails_with("built without the `datafusion` feature");
+}
