@@ -329,8 +329,11 @@ fn import_jsonl(path: &Path, importer: &mut Importer) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Row `i`'s bytes of one column.
+type BytesAt<'a> = Box<dyn Fn(usize) -> &'a [u8] + 'a>;
+
 /// A binary-like column of an imported batch: the types other tools write for bytes and text.
-fn bytes_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<Box<dyn Fn(usize) -> &'a [u8] + 'a>, Failure> {
+fn bytes_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<BytesAt<'a>, Failure> {
     let column = batch.column_by_name(name).ok_or_else(|| Failure::new(format!("the file has no `{name}` column")))?;
     if column.null_count() > 0 {
         return Err(Failure::new(format!("the `{name}` column has nulls")));

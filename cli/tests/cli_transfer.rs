@@ -149,8 +149,11 @@ fn jsonl_lines_hold_exactly_the_apis_records() {
     }
 }
 
+/// One row: key, content, embedding bits, seq, expires_at_ms.
+type Row = (Vec<u8>, Vec<u8>, Option<Vec<u32>>, u64, u64);
+
 /// The rows of Arrow batches, with the schema checked against CLI.md's columns.
-fn rows_of(batches: &[RecordBatch]) -> Vec<(Vec<u8>, Vec<u8>, Option<Vec<u32>>, u64, u64)> {
+fn rows_of(batches: &[RecordBatch]) -> Vec<Row> {
     let mut rows = Vec::new();
     for batch in batches {
         let schema = batch.schema();
