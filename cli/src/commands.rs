@@ -182,8 +182,9 @@ pub fn search(args: SearchArgs) -> Result<(), Failure> {
     }
     let hits = snapshot.search(&search)?;
     if args.json {
-        let hits: Vec<_> = hits.iter().map(|h| json!({"key": String::from_utf8_lossy(&h.key), "score": h.score})).collect();
-        return stdout_line(&serde_json::Value::from(hits).to_string());
+        // Scores as f32 text (the shortest that reads back as the same f32), not widened to f64.
+        let hits: Vec<String> = hits.iter().map(|h| format!("{{{},\"score\":{}}}", output::key_field(&h.key), h.score)).collect();
+        return stdout_line(&format!("[{}]", hits.join(",")));
     }
     let mut table = Table::new(&["rank", "score", "key", "content"]).right_aligned(&[0, 1]);
     for (rank, hit) in hits.iter().enumerate() {

@@ -25,6 +25,13 @@ fn push_bytes_field(line: &mut String, name: &str, bytes: &[u8]) {
     }
 }
 
+/// `"key": "text"`, or `"key_b64": "..."` for a key that is not UTF-8.
+pub fn key_field(key: &[u8]) -> String {
+    let mut field = String::new();
+    push_bytes_field(&mut field, "key", key);
+    field
+}
+
 /// The embedding as a JSON array. Rust's `Display` of an `f32` is the shortest text that
 /// parses back to the same bits, so the round trip through text is exact.
 pub fn push_embedding(line: &mut String, embedding: Option<&[f32]>) {
@@ -197,7 +204,7 @@ pub fn progress(total: u64, message: &str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template("{msg:>24} [{bar:40}] {human_pos}/{human_len} {per_sec} eta {eta}")
+    let style = ProgressStyle::with_template("{msg:>24} [{bar:40}] {human_pos}/{human_len} eta {eta}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
     bar.set_style(style);

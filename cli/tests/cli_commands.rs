@@ -267,3 +267,12 @@ fn bench_json_lists_every_workload_and_the_machine() {
     }
     assert!(value["workloads"].as_array().unwrap().iter().all(|w| w["count"].as_u64().unwrap() > 0));
 }
+
+#[test]
+fn search_json_scores_are_f32_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = path_arg(&dir.path().join("db"));
+    strata(["put", &d, "note/1", "--content", "tea", "--embedding", "[0.9, 0.1, 0.0]"]).ok();
+    let out = strata(["search", &d, "--vector", "[1, 0, 0]", "--metric", "dot", "--json"]).ok();
+    assert_eq!(out, "[{\"key\":\"note/1\",\"score\":0.9}]\n");
+}
