@@ -18,12 +18,19 @@
 //! contract.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "datafusion")]
+mod sql;
+
+#[cfg(feature = "datafusion")]
+pub use datafusion;
+#[cfg(feature = "datafusion")]
+pub use sql::SnapshotTable;
 #[cfg(feature = "arrow")]
 pub use strata_engine::{arrow_array, arrow_schema};
 pub use strata_engine::{
-    repair, Batch, BinaryColumn, ColdColumns, ColdSegment, DamagedFile, Db, Decision, Durability, Error, Hit, Iter, LostRange, Metric,
-    Options, Record, RepairReport, Result, Search, Snapshot, Stats, Tier, TierStats, VerifyReport, FORMAT_VERSION_LATEST,
-    FORMAT_VERSION_READ_MIN,
+    inspect, repair, Batch, BinaryColumn, ColdColumns, ColdSegment, DamagedFile, Db, Decision, Durability, Error, FileKind, FileReport,
+    Hit, Iter, LostRange, Metric, Options, Record, RepairReport, Result, Search, Snapshot, Stats, Tier, TierStats, VerifyReport,
+    FORMAT_VERSION_LATEST, FORMAT_VERSION_READ_MIN,
 };
 
 /// Every bound strata enforces (also documented in `format-spec/limits.md`).

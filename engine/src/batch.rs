@@ -20,11 +20,19 @@ pub(crate) struct WriteOp<'a> {
 pub(crate) struct PutFields<'a> {
     pub(crate) content: &'a [u8],
     pub(crate) embedding: Option<&'a [f32]>,
-    pub(crate) ttl: Option<Duration>,
+    pub(crate) ttl: Option<Expiry>,
+}
+
+/// When a put expires: a time to live counted from the commit, or a fixed time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Expiry {
+    After(Duration),
+    /// Milliseconds since the Unix epoch; never 0.
+    AtMs(u64),
 }
 
 enum OwnedOp {
-    Put { key: Vec<u8>, content: Vec<u8>, embedding: Option<Vec<f32>>, ttl: Option<Duration> },
+    Put { key: Vec<u8>, content: Vec<u8>, embedding: Option<Vec<f32>>, ttl: Option<Expiry> },
     Delete { key: Vec<u8> },
 }
 
@@ -52,7 +60,21 @@ impl Batch {
             key: key.to_vec(),
             content: content.to_vec(),
             embedding: embedding.map(<[f32]>::to_vec),
-            ttl: Some(ttl),
+            ttl: Some(Expiry::After(ttl)),
+        });
+        self
+    }
+
+    /// Adds a put that expires at `expires_at_ms` (milliseconds since the Unix epoch, as
+    /// [`Record::expires_at_ms`](crate::Record::expires_at_ms) reports it; 0 = never).
+    /// For copying records with their expiry exactly (an import); a time already past
+    /// stores a record that no read returns and compaction drops.
+    pub fn put_expiring_at(&mut self, key: &[u8], content: &[u8], embedding: Option<&[f32]>, expires_at_ms: u64) -> &mut Self {
+        self.ops.push(OwnedOp::Put {
+            key: key.to_vec(),
+            content: content.to_vec(),
+            embedding: embedding.map(<[f32]>::to_vec),
+            ttl: (expires_at_ms != 0).then_some(Expiry::AtMs(expires_at_ms)),
         });
         self
     }
@@ -146,7 +168,11 @@ pub(crate) fn encode(ops: &[WriteOp<'_>], embedding_dim: usize, now_ms: u64) -> 
                 key: op.key,
                 content: put.content,
                 embedding: put.embedding,
-                expires_at_ms: put.ttl.map_or(0, |ttl| expiry(now_ms, ttl)),
+                expires_at_ms: match put.ttl {
+                    None => 0,
+                    Some(Expiry::After(ttl)) => expiry(now_ms, ttl),
+                    Some(Expiry::AtMs(at)) => at,
+                },
             },
             None => RecordFields { kind: RecordKind::Delete, key: op.key, content: &[], embedding: None, expires_at_ms: 0 },
         };

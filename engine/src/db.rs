@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::batch::{self, PutFields, WriteOp};
+use crate::batch::{self, Expiry, PutFields, WriteOp};
 use crate::compact::Retirement;
 use crate::index::{Index, Version};
 use crate::io::fs::{self, DirLock};
@@ -571,7 +571,7 @@ impl Db {
 
     /// As `put`, and the record expires `ttl` from now.
     pub fn put_with_ttl(&self, key: &[u8], content: &[u8], embedding: Option<&[f32]>, ttl: Duration) -> Result<()> {
-        self.shared.commit(&[WriteOp { key, put: Some(PutFields { content, embedding, ttl: Some(ttl) }) }])
+        self.shared.commit(&[WriteOp { key, put: Some(PutFields { content, embedding, ttl: Some(Expiry::After(ttl)) }) }])
     }
 
     /// Deletes `key`; deleting a missing key is `Ok`.
@@ -777,6 +777,11 @@ impl Db {
     /// The directory of this database.
     pub fn path(&self) -> &Path {
         &self.shared.dir
+    }
+
+    /// The embedding dimension stored in `META` (0 = records carry no embedding).
+    pub fn embedding_dim(&self) -> usize {
+        self.shared.embedding_dim
     }
 }
 

@@ -38,6 +38,7 @@ pub struct Record {
     content: Range<usize>,
     embedding: Option<Range<usize>>,
     seq: u64,
+    expires_at_ms: u64,
 }
 
 impl Record {
@@ -46,7 +47,14 @@ impl Record {
     pub(crate) fn new(backing: Backing, view: &RecordView) -> Record {
         debug_assert!(view.content.end <= backing.bytes().len());
         debug_assert!(view.embedding.as_ref().is_none_or(|e| e.start % 4 == 0 && e.len() % 4 == 0));
-        Record { backing, key: view.key.clone(), content: view.content.clone(), embedding: view.embedding.clone(), seq: view.seq }
+        Record {
+            backing,
+            key: view.key.clone(),
+            content: view.content.clone(),
+            embedding: view.embedding.clone(),
+            seq: view.seq,
+            expires_at_ms: view.expires_at_ms,
+        }
     }
 
     /// Row `row` of a cold segment, its slices pointing into the map.
@@ -56,6 +64,7 @@ impl Record {
             content: segment.content_range(row),
             embedding: segment.embedding_range(row),
             seq: segment.seq(row),
+            expires_at_ms: segment.expires_at_ms(row),
             backing: Backing::Cold(segment.clone()),
         }
     }
@@ -81,6 +90,12 @@ impl Record {
     /// The commit sequence number of this version; never changes for a stored version.
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+
+    /// When this version expires, in milliseconds since the Unix epoch; 0 = no TTL. A read
+    /// never returns an expired record, so a non-zero value lies in the reader's future.
+    pub fn expires_at_ms(&self) -> u64 {
+        self.expires_at_ms
     }
 }
 
