@@ -926,6 +926,20 @@ fn cold_golden_dbs_of_every_version_hold_the_same_records() {
     }
 }
 
+/// `strata::inspect` reports each golden MANIFEST with the layout it is written in (1 for
+/// v1 and v2, 2 for v3), not the layout this build writes, and reads no file with an error.
+#[test]
+fn inspect_names_the_manifest_layout_each_golden_db_is_written_in() {
+    let golden_root = golden_dir().parent().and_then(|p| p.parent()).map(Path::to_path_buf).unwrap();
+    for (version, layout) in [("v1", 1), ("v2", 1), ("v3", 2)] {
+        let reports = strata::inspect(&golden_root.join(version).join("db-cold")).unwrap();
+        assert!(reports.iter().all(|r| r.error.is_none()), "{version}: {reports:#?}");
+        let manifest = reports.iter().find(|r| r.kind == strata::FileKind::Manifest).unwrap();
+        assert_eq!(manifest.format_version, Some(layout), "{version}: {manifest:?}");
+        assert_eq!(manifest.detail.contains("write totals"), layout == 2, "{version}: {}", manifest.detail);
+    }
+}
+
 // ---- damaged copies ----------------------------------------------------------------------
 
 /// What the public API did with a damaged copy, read-only at `READ_CLOCK_MS`. Panics if

@@ -188,7 +188,7 @@ fn meta_report(vfs: &dyn Vfs, dir: &Path, report: &mut FileReport) -> Result<()>
 
 fn manifest_report(vfs: &dyn Vfs, dir: &Path, report: &mut FileReport) -> Result<()> {
     let manifest = Manifest::read(vfs, dir)?.ok_or_else(|| missing(&dir.join(MANIFEST_FILE_NAME)))?;
-    report.format_version = Some(crate::manifest::MANIFEST_FORMAT_VERSION);
+    report.format_version = Some(manifest.layout_version());
     report.detail = format!(
         "generation {}, {} cold segments, log floor {}, seq max {}",
         manifest.generation,
@@ -196,6 +196,10 @@ fn manifest_report(vfs: &dyn Vfs, dir: &Path, report: &mut FileReport) -> Result
         manifest.log_floor,
         manifest.seq_max
     );
+    if let Some(totals) = manifest.totals {
+        report.detail +=
+            &format!(", write totals {} B logical / {} B on disk as of seq {}", totals.logical_bytes, totals.disk_bytes, totals.seq);
+    }
     Ok(())
 }
 

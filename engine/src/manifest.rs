@@ -95,6 +95,16 @@ pub(crate) struct WriteTotals {
 }
 
 impl Manifest {
+    /// The layout a decoded manifest was read from: 2 with the write totals, 1 without them
+    /// (`encode` always writes layout 2, with zero totals when there are none).
+    pub(crate) fn layout_version(&self) -> u32 {
+        if self.totals.is_some() {
+            MANIFEST_FORMAT_VERSION
+        } else {
+            MANIFEST_FORMAT_VERSION_READ_MIN
+        }
+    }
+
     pub(crate) fn encode(&self) -> Vec<u8> {
         let len = HEADER_LEN + self.cold.len() * COLD_ENTRY_LEN + self.logs.len() * LOG_ENTRY_LEN + 4;
         let mut buf = vec![0u8; len];
