@@ -183,7 +183,14 @@ pub fn search(args: SearchArgs) -> Result<(), Failure> {
     let hits = snapshot.search(&search)?;
     if args.json {
         // Scores as f32 text (the shortest that reads back as the same f32), not widened to f64.
-        let hits: Vec<String> = hits.iter().map(|h| format!("{{{},\"score\":{}}}", output::key_field(&h.key), h.score)).collect();
+        let hits: Vec<String> = hits
+            .iter()
+            .map(|h| {
+                let mut hit = format!("{{{},\"score\":", output::key_field(&h.key));
+                output::push_f32(&mut hit, h.score);
+                hit + "}"
+            })
+            .collect();
         return stdout_line(&format!("[{}]", hits.join(",")));
     }
     let mut table = Table::new(&["rank", "score", "key", "content"]).right_aligned(&[0, 1]);

@@ -32,18 +32,26 @@ pub fn key_field(key: &[u8]) -> String {
     field
 }
 
-/// The embedding as a JSON array. Rust's `Display` of an `f32` is the shortest text that
-/// parses back to the same bits, so the round trip through text is exact.
+/// A finite f32 as a JSON number: the shortest text that parses back to the same bits
+/// (Rust's `Debug` of an `f32`), so the round trip through text is exact. `Debug` rather than
+/// `Display`: it keeps the point in `-0.0` (a reader that takes `-0` for the integer 0 loses
+/// the sign: Python's `json` does) and uses an exponent for very small and very large
+/// values (`1e-45`, not 46 digits). Embeddings and scores are finite, which JSON needs.
+pub fn push_f32(line: &mut String, value: f32) {
+    let _ = write!(line, "{value:?}");
+}
+
+/// The embedding as a JSON array of `push_f32` numbers.
 pub fn push_embedding(line: &mut String, embedding: Option<&[f32]>) {
     match embedding {
         None => line.push_str("null"),
         Some(values) => {
             line.push('[');
-            for (i, v) in values.iter().enumerate() {
+            for (i, &v) in values.iter().enumerate() {
                 if i > 0 {
                     line.push(',');
                 }
-                let _ = write!(line, "{v}");
+                push_f32(line, v);
             }
             line.push(']');
         }
@@ -239,6 +247,13 @@ mod tests {
         assert!(parse_vector("[1, null]", "v").is_err());
         assert!(parse_vector("{}", "v").is_err());
         assert!(parse_vector("[NaN]", "v").is_err());
+    }
+
+    #[test]
+    fn vector_text_keeps_the_sign_of_zero_and_stays_short() {
+        let mut text = String::new();
+        push_embedding(&mut text, Some(&[-0.0, 1e-45, 3.4028235e38, 1.0, 0.1]));
+        assert_eq!(text, "[-0.0,1e-45,3.4028235e38,1.0,0.1]");
     }
 
     #[test]
