@@ -43,11 +43,16 @@ impl Scratch {
     pub fn value(&self) -> Vec<u8> {
         let mut value = Vec::with_capacity(self.content.len() + self.embedding.len() * 4);
         value.extend_from_slice(&self.content);
-        for v in &self.embedding {
-            value.extend_from_slice(&v.to_le_bytes());
-        }
+        value.extend_from_slice(embedding_bytes(&self.embedding));
         value
     }
+}
+
+/// An embedding's bytes, little-endian, as one slice: every engine copies a record's
+/// embedding with one `memcpy`, not a push per float.
+pub fn embedding_bytes(embedding: &[f32]) -> &[u8] {
+    const _: () = assert!(cfg!(target_endian = "little"), "stored embeddings are little-endian");
+    bytemuck::cast_slice(embedding)
 }
 
 impl Data {

@@ -3,6 +3,7 @@
 //! stores the embedding as its own field and hands back the same bytes), so that every
 //! engine reads back exactly the same bytes for a key.
 
+use crate::data;
 use std::path::Path;
 
 use redb::{ReadableDatabase, ReadableTable};
@@ -53,9 +54,7 @@ pub fn open(name: &str, dir: &Path, dim: usize, durable: bool) -> Result<Box<dyn
 fn value_of(item: &Item<'_>) -> Vec<u8> {
     let mut value = Vec::with_capacity(item.content.len() + item.embedding.len() * 4);
     value.extend_from_slice(item.content);
-    for v in item.embedding {
-        value.extend_from_slice(&v.to_le_bytes());
-    }
+    value.extend_from_slice(data::embedding_bytes(item.embedding));
     value
 }
 
@@ -98,9 +97,7 @@ impl Engine for Strata {
         let Some(record) = self.db.get(key)? else { return Ok(false) };
         out.clear();
         out.extend_from_slice(record.content());
-        for v in record.embedding().unwrap_or(&[]) {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
+        out.extend_from_slice(data::embedding_bytes(record.embedding().unwrap_or(&[])));
         Ok(true)
     }
     fn scan(&self, each: &mut Visit<'_>) -> Result<()> {
