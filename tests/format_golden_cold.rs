@@ -4,10 +4,11 @@
 //! expected records in the expected tiers; an independent reader written from the spec
 //! pages alone decodes both cold segments (header, directory, every buffer, row checksums,
 //! filter probes, fences, footer, tail) and the MANIFEST to known values, and looks every
-//! key up the way the spec describes; `examples/make_golden.rs` regenerates every file byte
-//! for byte; a flipped byte in each region of a cold segment is `Corruption` naming that
-//! file, from open, get, iteration or verify, and never a wrong record; a version-2
-//! MANIFEST or cold segment is `UnsupportedVersion`. Every test works on a temporary copy;
+//! key up the way the spec describes; `examples/make_golden.rs` regenerates `golden/v4/db-cold`
+//! byte for byte, and the v1 to v4 copies all open with the same records; a flipped byte in
+//! each region of a cold segment is `Corruption` naming that file, from open, get, iteration
+//! or verify, and never a wrong record; a MANIFEST or cold segment of layout 3 (newer than
+//! this build) is `UnsupportedVersion`. Every test works on a temporary copy;
 //! the committed files are never modified. The TTL clock is injected (`test-hooks`).
 
 #[allow(dead_code)] // the generator's `main` and the v1 `db/` helpers are not used here
@@ -228,9 +229,9 @@ fn assert_corruption(error: &Error, file: &str, offset: u64) {
 
 #[track_caller]
 /// `UnsupportedVersion` of `file`, version `found_version`, naming the layout versions this
-/// build reads: 1 to 1 for a cold segment, 1 to 2 for the MANIFEST.
+/// build reads: 1 to 2 for a cold segment and for the MANIFEST.
 fn assert_unsupported(error: &Error, file: &str, found_version: u32) {
-    let latest = if file == MANIFEST { 2 } else { 1 };
+    let latest = 2;
     match error {
         Error::UnsupportedVersion { path, found, read_min, latest: said_latest } => {
             assert_eq!(path.file_name().and_then(|n| n.to_str()), Some(file));
@@ -451,6 +452,9 @@ struct DecodedCold {
     min_key: Vec<u8>,
     max_key: Vec<u8>,
     fences: Vec<u64>,
+    /// Layout version (header and tail) and the key bytes its fences skip.
+    version: u32,
+    fence_skip: usize,
     filter: Vec<u8>,
     /// File offset of each row's key.
     key_at: Vec<usize>,
@@ -495,6 +499,20 @@ fn spec_prefix(key: &[u8]) -> u64 {
     u64::from_be_bytes(bytes)
 }
 
+/// `cold-segment.md`, "Fences": `skip` is 0 in layout 1 and the common prefix length of
+/// min_key and max_key in layout 2; `fence(key) = prefix(key[min(skip, len)..])`.
+fn spec_fence_skip(version: u32, min_key: &[u8], max_key: &[u8]) -> usize {
+    match version {
+        1 => 0,
+        2 => min_key.iter().zip(max_key).take_while(|(a, b)| a == b).count(),
+        other => panic!("cold layout {other}"),
+    }
+}
+
+fn spec_fence(key: &[u8], skip: usize) -> u64 {
+    spec_prefix(&key[skip.min(key.len())..])
+}
+
 fn spec_row_crc(r: &Row) -> u32 {
     let mut bytes = [&r.key[..], &r.content[..]].concat();
     if let Some(e) = &r.embedding {
@@ -513,7 +531,8 @@ fn decode_cold(b: &[u8], name_id: u64, dim: usize) -> DecodedCold {
     assert!(b.len() >= 88);
     // Header.
     assert_eq!(&b[0..8], b"STRATCOL", "header magic");
-    assert_eq!(u32_at(b, 8), 1, "header version");
+    let version = u32_at(b, 8);
+    assert!(version == 1 || version == 2, "header version {version}");
     assert_eq!(u32_at(b, 12), dim as u32, "header embedding_dim");
     assert_eq!(u64_at(b, 16), name_id, "header cold_id");
     let n = u64_at(b, 24) as usize;
@@ -522,7 +541,7 @@ fn decode_cold(b: &[u8], name_id: u64, dim: usize) -> DecodedCold {
     // Tail.
     let t = b.len() - 24;
     assert_eq!(&b[t + 16..], b"STRATCND", "tail magic");
-    assert_eq!(u32_at(b, t + 8), 1, "tail version");
+    assert_eq!(u32_at(b, t + 8), version, "tail version = header version");
     let footer_len = u64_at(b, t) as usize;
     assert!(footer_len >= 304 && footer_len <= t - 64);
     let f = t - footer_len;
@@ -609,9 +628,10 @@ fn decode_cold(b: &[u8], name_id: u64, dim: usize) -> DecodedCold {
     assert_eq!(logical_bytes, logical as u64);
     assert_eq!(min_key, rows.first().map(|r| r.key.clone()).unwrap_or_default());
     assert_eq!(max_key, rows.last().map(|r| r.key.clone()).unwrap_or_default());
+    let fence_skip = spec_fence_skip(version, &min_key, &max_key);
     let fences: Vec<u64> = (0..n.div_ceil(64)).map(|k| u64_at(buf(FENCES), 8 * k)).collect();
     for (k, &fence) in fences.iter().enumerate() {
-        assert_eq!(fence, spec_prefix(&rows[64 * k].key), "fence {k}");
+        assert_eq!(fence, spec_fence(&rows[64 * k].key, fence_skip), "fence {k}");
     }
     let filter = buf(FILTER).to_vec();
     for r in &rows {
@@ -628,6 +648,8 @@ fn decode_cold(b: &[u8], name_id: u64, dim: usize) -> DecodedCold {
         min_key,
         max_key,
         fences,
+        version,
+        fence_skip,
         filter,
         key_at: keys.iter().map(|(at, _)| *at).collect(),
     }
@@ -640,7 +662,7 @@ fn spec_find(cold: &DecodedCold, key: &[u8]) -> Option<usize> {
     if n == 0 || key < &cold.min_key[..] || key > &cold.max_key[..] || !spec_filter_contains(&cold.filter, key) {
         return None;
     }
-    let p = spec_prefix(key);
+    let p = spec_fence(key, cold.fence_skip);
     let first = cold.fences.iter().filter(|&&f| f < p).count().saturating_sub(1);
     let end = cold.fences.iter().filter(|&&f| f <= p).count();
     let (mut lo, mut hi) = (64 * first, (64 * end).min(n));
@@ -889,15 +911,35 @@ fn cold_segments_expose_the_columns_the_spec_decodes() {
 // ---- reproducibility -----------------------------------------------------------------------
 
 #[test]
-fn make_golden_reproduces_v3_db_cold_byte_for_byte() {
+fn make_golden_reproduces_v4_db_cold_byte_for_byte() {
     let temp = tempfile::tempdir().unwrap();
     let fresh = temp.path().join("db-cold");
     make_golden::write_cold_db(&fresh).unwrap();
     let golden_root = golden_dir().parent().and_then(|p| p.parent()).map(Path::to_path_buf).unwrap();
-    let (fresh, golden) = (files_under(&fresh), files_under(&golden_root.join("v3/db-cold")));
-    assert_eq!(fresh.keys().collect::<Vec<_>>(), golden.keys().collect::<Vec<_>>(), "file names");
-    for (name, bytes) in &golden {
+    let (fresh, v4) = (files_under(&fresh), files_under(&golden_root.join("v4/db-cold")));
+    assert_eq!(fresh.keys().collect::<Vec<_>>(), v4.keys().collect::<Vec<_>>(), "file names");
+    for (name, bytes) in &v4 {
         assert!(fresh[name] == *bytes, "db-cold/{name} differs from what today's code writes");
+    }
+    // v4 differs from v3 in the cold segments' layout version and the checksums over it
+    // alone (layout 2: fences after the common key prefix, which is empty in both).
+    let golden = files_under(&golden_root.join("v3/db-cold"));
+    for (name, bytes) in &v4 {
+        let old = &golden[name];
+        let differing: Vec<usize> = (0..bytes.len()).filter(|&i| old.get(i) != Some(&bytes[i])).collect();
+        if !name.ends_with(".cold") {
+            assert!(differing.is_empty(), "{name}: v4 and v3 differ at {differing:?}");
+            continue;
+        }
+        let t = bytes.len() - 24;
+        assert_eq!(old.len(), bytes.len(), "{name}");
+        assert!(
+            differing.iter().all(|&i| i == 8 || (60..64).contains(&i) || i == t + 8 || (t + 12..t + 16).contains(&i)),
+            "{name}: {differing:?}"
+        );
+        let (new, old) = (decode_cold(bytes, make_cold_id(name), DIM), decode_cold(old, make_cold_id(name), DIM));
+        assert_eq!((new.version, old.version, new.fence_skip, old.fence_skip), (2, 1, 0, 0), "{name}");
+        assert_eq!(new.fences, old.fences, "{name}");
     }
     // v3 differs from v2 in the MANIFEST alone (layout 2: the write totals).
     let v2 = files_under(&golden_root.join("v2/db-cold"));
@@ -910,12 +952,57 @@ fn make_golden_reproduces_v3_db_cold_byte_for_byte() {
     assert!(logical > 0 && disk > logical && log_len >= 64, "{:?}", manifest.totals);
 }
 
+fn make_cold_id(name: &str) -> u64 {
+    u64::from_str_radix(name.trim_end_matches(".cold"), 16).unwrap()
+}
+
+/// Layout 2's fences on keys that share a long prefix, read by the spec reader: `skip` is
+/// the common prefix of the first and last key, the fences tell blocks apart (they would all
+/// tie in layout 1), and every key is found the way the spec's lookup says, by the spec
+/// reader and by the engine; keys between and around them are not.
+#[test]
+fn layout_2_fences_skip_the_shared_prefix_and_every_key_is_found() {
+    for (prefix, expected_skip) in [("doc/000", 8), ("user/0042/mem/0", 16)] {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join("db");
+        let db = Db::open(&dir, Options::new().embedding_dim(DIM).auto_compact(false)).unwrap();
+        let keys: Vec<Vec<u8>> = (0..1000).map(|i| format!("{prefix}{:05}", i * 7).into_bytes()).collect();
+        for key in &keys {
+            db.put(key, key, None).unwrap();
+        }
+        db.compact().unwrap();
+        let cold: Vec<_> = files_under(&dir).into_iter().filter(|(name, _)| name.ends_with(".cold")).collect();
+        assert_eq!(cold.len(), 1);
+        let decoded = decode_cold(&cold[0].1, make_cold_id(&cold[0].0), DIM);
+        assert_eq!((decoded.version, decoded.fence_skip), (2, expected_skip), "{prefix}");
+        assert!(decoded.fences.windows(2).all(|w| w[0] < w[1]), "{prefix}: fences are distinct: {:x?}", decoded.fences);
+        assert!(keys.iter().all(|k| spec_prefix(k) == spec_prefix(&keys[0])), "{prefix}: layout 1 fences would all tie");
+        for (i, key) in keys.iter().enumerate() {
+            assert_eq!(spec_find(&decoded, key), Some(i), "{prefix}");
+            assert_eq!(db.get(key).unwrap().map(|r| r.content().to_vec()), Some(key.clone()));
+            let between = [key.as_slice(), b"\0"].concat();
+            assert_eq!(spec_find(&decoded, &between), None);
+            assert!(db.get(&between).unwrap().is_none());
+        }
+        for outside in [&b""[..], b"doc/", b"user/0042/mem/", b"zzz", prefix.as_bytes()] {
+            assert!(db.get(outside).unwrap().is_none(), "{outside:?}");
+        }
+        // A range scan starting between and outside the keys, through `lower_bound`.
+        let from: &[u8] = &[prefix.as_bytes(), b"00500"].concat();
+        let scanned: Vec<Vec<u8>> = db.range(from..).map(|r| r.unwrap().key().to_vec()).collect();
+        assert_eq!(scanned, keys.iter().filter(|k| k.as_slice() >= from).cloned().collect::<Vec<_>>());
+        assert_eq!(db.range(&b""[..]..).count(), keys.len());
+        db.verify().unwrap();
+    }
+}
+
 /// The cold golden databases of every version open and read the same records: v1 and v2
-/// (MANIFEST layout 1, which carries no write totals) and v3 (layout 2).
+/// (MANIFEST layout 1, which carries no write totals), v3 (MANIFEST layout 2) and v4 (cold
+/// segment layout 2).
 #[test]
 fn cold_golden_dbs_of_every_version_hold_the_same_records() {
     let golden_root = golden_dir().parent().and_then(|p| p.parent()).map(Path::to_path_buf).unwrap();
-    for version in ["v1", "v2", "v3"] {
+    for version in ["v1", "v2", "v3", "v4"] {
         let (_temp, dir) = copy_of(&golden_root.join(version).join("db-cold"));
         for options in [read_only_at(READ_CLOCK_MS), options_at(READ_CLOCK_MS)] {
             let db = Db::open(&dir, options).unwrap_or_else(|e| panic!("{version}: {e}"));
@@ -931,7 +1018,7 @@ fn cold_golden_dbs_of_every_version_hold_the_same_records() {
 #[test]
 fn inspect_names_the_manifest_layout_each_golden_db_is_written_in() {
     let golden_root = golden_dir().parent().and_then(|p| p.parent()).map(Path::to_path_buf).unwrap();
-    for (version, layout) in [("v1", 1), ("v2", 1), ("v3", 2)] {
+    for (version, layout) in [("v1", 1), ("v2", 1), ("v3", 2), ("v4", 2)] {
         let reports = strata::inspect(&golden_root.join(version).join("db-cold")).unwrap();
         assert!(reports.iter().all(|r| r.error.is_none()), "{version}: {reports:#?}");
         let manifest = reports.iter().find(|r| r.kind == strata::FileKind::Manifest).unwrap();
@@ -1236,7 +1323,7 @@ fn a_newer_cold_segment_is_unsupported_and_version_zero_is_corruption() {
     let bytes = golden_file(COLD_1);
     let t = bytes.len() - 24;
     let decoded = decode_cold(&bytes, 1, DIM);
-    for (version, in_tail) in [(2u32, false), (2, true), (0, false), (0, true)] {
+    for (version, in_tail) in [(3u32, false), (3, true), (0, false), (0, true)] {
         let (_temp, dir) = copy_of(&golden_dir());
         let mut b = bytes.clone();
         if in_tail {
@@ -1251,7 +1338,7 @@ fn a_newer_cold_segment_is_unsupported_and_version_zero_is_corruption() {
         std::fs::write(dir.join(COLD_1), b).unwrap();
         let error = Db::open(&dir, read_only_at(READ_CLOCK_MS)).unwrap_err();
         match version {
-            2 => assert_unsupported(&error, COLD_1, 2),
+            3 => assert_unsupported(&error, COLD_1, 3),
             _ => assert_corruption(&error, COLD_1, if in_tail { (t + 8) as u64 } else { 8 }),
         }
     }

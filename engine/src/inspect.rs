@@ -247,7 +247,7 @@ fn log_report(vfs: &dyn Vfs, path: &Path, segment: LogSegment, seq_floor: &mut u
 fn cold_report(vfs: &dyn Vfs, path: &Path, cold_id: u64, dim: usize, report: &mut FileReport) -> Result<()> {
     report.tier = Some(Tier::Cold);
     let file = ColdFile::open(vfs, path, cold_id, dim)?;
-    report.format_version = Some(crate::cold::layout::COLD_FORMAT_VERSION);
+    report.format_version = Some(file.footer.version);
     report.records_count = Some(file.rows() as u64);
     if file.rows() > 0 {
         report.key_min = Some(file.footer.min_key.clone());

@@ -154,8 +154,8 @@ fn embedding_dim(vfs: &dyn Vfs, dir: &Path, report: &mut RepairReport) -> Result
     }
     for (_, cold) in crate::open::list_cold(vfs, dir)? {
         let head = read_prefix(vfs, &cold, layout::HEADER_LEN + layout::TAIL_LEN)?;
-        if let Ok((_, _, dim)) = layout::header_decode(&head, &cold) {
-            return usize::try_from(dim).map_err(|_| Error::corruption(&cold, 0, "dimension beyond usize"));
+        if let Ok(header) = layout::header_decode(&head, &cold) {
+            return usize::try_from(header.dim).map_err(|_| Error::corruption(&cold, 0, "dimension beyond usize"));
         }
     }
     Ok(0)
@@ -479,7 +479,7 @@ fn salvage_cold(vfs: &dyn Vfs, path: &Path, embedding_dim: usize, salvage: &mut 
     let bytes = map.bytes();
     let mut loss = FileLoss::default();
     let header_rows = match layout::header_decode(bytes, path) {
-        Ok((_, rows, _)) => Some(rows),
+        Ok(header) => Some(header.rows),
         Err(error @ Error::UnsupportedVersion { .. }) => return Err(error),
         Err(error) => {
             loss.lose(0, layout::HEADER_LEN.min(bytes.len()), error_detail(&error));

@@ -17,13 +17,16 @@ use crate::{Error, Result};
 
 pub(crate) const HEADER_MAGIC: [u8; 8] = *b"STRATCOL";
 pub(crate) const TAIL_MAGIC: [u8; 8] = *b"STRATCND";
-/// Version of the cold segment layout this build writes and reads.
-pub(crate) const COLD_FORMAT_VERSION: u32 = 1;
+/// Version of the cold segment layout this build writes (2: fences after the segment's
+/// common key prefix). It reads every version from `COLD_FORMAT_VERSION_READ_MIN` on.
+pub(crate) const COLD_FORMAT_VERSION: u32 = 2;
+/// The oldest cold segment layout this build reads (1: fences of the keys' first 8 bytes).
+pub(crate) const COLD_FORMAT_VERSION_READ_MIN: u32 = 1;
 pub(crate) const HEADER_LEN: usize = 64;
 pub(crate) const TAIL_LEN: usize = 24;
 /// Alignment of every column buffer.
 pub(crate) const BUFFER_ALIGN: usize = 64;
-/// Rows per fence: the fence column holds the key prefix of every `FENCE_ROWS`-th row.
+/// Rows per fence: the fence column holds `fence_of` the key of every `FENCE_ROWS`-th row.
 pub(crate) const FENCE_ROWS: usize = 64;
 /// Bytes of one column directory entry: offset u64, length u64, CRC u32, reserved u32.
 pub(crate) const DIRECTORY_ENTRY_LEN: usize = 24;
@@ -131,6 +134,23 @@ pub(crate) fn key_prefix(key: &[u8]) -> u64 {
     u64::from_be_bytes(bytes)
 }
 
+/// Bytes every key of a segment shares, which its fences skip: none in layout 1; in layout 2
+/// the common prefix of the first and the last key (every key between two keys that share a
+/// prefix shares it too). Skipping it keeps fences apart for keys like `user/0042/...`,
+/// whose first 8 bytes tie over thousands of rows.
+pub(crate) fn fence_skip(version: u32, min_key: &[u8], max_key: &[u8]) -> usize {
+    if version < 2 {
+        return 0;
+    }
+    min_key.iter().zip(max_key).take_while(|(a, b)| a == b).count()
+}
+
+/// The fence of `key` in a segment whose fences skip `skip` bytes: `key_prefix` of the bytes
+/// after them. For keys that all share those bytes it orders like the keys (ties aside).
+pub(crate) fn fence_of(key: &[u8], skip: usize) -> u64 {
+    key_prefix(&key[skip.min(key.len())..])
+}
+
 pub(crate) fn header_encode(cold_id: u64, rows: u64, dim: u32) -> [u8; HEADER_LEN] {
     let mut buf = [0u8; HEADER_LEN];
     buf[..8].copy_from_slice(&HEADER_MAGIC);
@@ -143,8 +163,18 @@ pub(crate) fn header_encode(cold_id: u64, rows: u64, dim: u32) -> [u8; HEADER_LE
     buf
 }
 
-/// The decoded header: `(cold_id, rows, dim)`.
-pub(crate) fn header_decode(file: &[u8], path: &Path) -> Result<(u64, u64, u32)> {
+/// A decoded cold segment header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub(crate) cold_id: u64,
+    pub(crate) rows: u64,
+    pub(crate) dim: u32,
+    /// The layout version (`COLD_FORMAT_VERSION_READ_MIN..=COLD_FORMAT_VERSION`).
+    pub(crate) version: u32,
+}
+
+/// The decoded header.
+pub(crate) fn header_decode(file: &[u8], path: &Path) -> Result<Header> {
     if file.len() < HEADER_LEN + TAIL_LEN {
         return Err(Error::corruption(path, 0, format!("cold segment of {} bytes is shorter than its header and tail", file.len())));
     }
@@ -155,18 +185,24 @@ pub(crate) fn header_decode(file: &[u8], path: &Path) -> Result<(u64, u64, u32)>
     if crc32(&buf[..H_CRC_AT]) != get_u32(buf, H_CRC_AT) {
         return Err(Error::corruption(path, H_CRC_AT as u64, "cold segment header checksum mismatch"));
     }
-    check_cold_version(path, H_VERSION_AT as u64, get_u32(buf, H_VERSION_AT))?;
+    let version = get_u32(buf, H_VERSION_AT);
+    check_cold_version(path, H_VERSION_AT as u64, version)?;
     if buf[32..H_CRC_AT].iter().any(|&b| b != 0) {
         return Err(Error::corruption(path, 32, "reserved cold segment header bytes are not zero"));
     }
-    Ok((get_u64(buf, H_ID_AT), get_u64(buf, H_ROWS_AT), get_u32(buf, H_DIM_AT)))
+    Ok(Header { cold_id: get_u64(buf, H_ID_AT), rows: get_u64(buf, H_ROWS_AT), dim: get_u32(buf, H_DIM_AT), version })
 }
 
 fn check_cold_version(path: &Path, at: u64, found: u32) -> Result<()> {
     match found {
-        COLD_FORMAT_VERSION => Ok(()),
+        COLD_FORMAT_VERSION_READ_MIN..=COLD_FORMAT_VERSION => Ok(()),
         0 => Err(Error::corruption(path, at, "cold segment format version 0 was never written by strata")),
-        _ => Err(Error::UnsupportedVersion { path: path.to_path_buf(), found, read_min: COLD_FORMAT_VERSION, latest: COLD_FORMAT_VERSION }),
+        _ => Err(Error::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found,
+            read_min: COLD_FORMAT_VERSION_READ_MIN,
+            latest: COLD_FORMAT_VERSION,
+        }),
     }
 }
 
@@ -195,6 +231,8 @@ pub(crate) struct Footer {
     pub(crate) logical_bytes: u64,
     pub(crate) min_key: Vec<u8>,
     pub(crate) max_key: Vec<u8>,
+    /// The layout version in the tail (the writer writes `COLD_FORMAT_VERSION`).
+    pub(crate) version: u32,
 }
 
 /// Fixed part of the footer body after the directory: rows, seq_min, seq_max,
@@ -226,7 +264,7 @@ impl Footer {
         at += self.max_key.len();
         debug_assert_eq!(at, body_len);
         put_u64(&mut buf, at, body_len as u64);
-        put_u32(&mut buf, at + 8, COLD_FORMAT_VERSION);
+        put_u32(&mut buf, at + 8, self.version);
         let crc = crc32(&buf[..at + 12]);
         put_u32(&mut buf, at + 12, crc);
         buf[at + 16..at + 24].copy_from_slice(&TAIL_MAGIC);
@@ -253,9 +291,10 @@ impl Footer {
         if crc32(&file[body_at..tail_at + 12]) != get_u32(tail, 12) {
             return Err(Error::corruption(path, body_at as u64, "cold segment footer checksum mismatch"));
         }
-        check_cold_version(path, (tail_at + 8) as u64, get_u32(tail, 8))?;
+        let version = get_u32(tail, 8);
+        check_cold_version(path, (tail_at + 8) as u64, version)?;
         let body = &file[body_at..tail_at];
-        let mut footer = Footer::default();
+        let mut footer = Footer { version, ..Footer::default() };
         for (i, entry) in footer.columns.iter_mut().enumerate() {
             let at = i * DIRECTORY_ENTRY_LEN;
             *entry = BufferEntry { offset: get_u64(body, at), len: get_u64(body, at + 8), crc: get_u32(body, at + 16) };
@@ -307,6 +346,7 @@ mod tests {
             logical_bytes: 77,
             min_key: b"a".to_vec(),
             max_key: b"zz".to_vec(),
+            version: COLD_FORMAT_VERSION,
             ..Footer::default()
         };
         footer.columns[2] = BufferEntry { offset: 128, len: 40, crc: 7 };
@@ -329,5 +369,21 @@ mod tests {
         }
         assert_eq!(parse_cold_file_name(&cold_file_name(0xabc)), Some(0xabc));
         assert_eq!(parse_cold_file_name("0000000000000abc.log"), None);
+    }
+
+    #[test]
+    fn fences_skip_the_common_prefix_from_layout_2_on() {
+        assert_eq!(fence_skip(1, b"user/0042/a", b"user/0049/z"), 0);
+        assert_eq!(fence_skip(2, b"user/0042/a", b"user/0049/z"), 8);
+        assert_eq!(fence_skip(2, b"abc", b"abcd"), 3);
+        assert_eq!(fence_skip(2, b"", b"zz"), 0);
+        // Keys that share the skipped bytes keep their order in their fences.
+        let keys: [&[u8]; 5] = [b"doc/0000", b"doc/00000001", b"doc/00000002", b"doc/00012345", b"doc/00099999"];
+        let skip = fence_skip(2, keys[0], keys[4]);
+        assert_eq!(skip, 7);
+        for w in keys.windows(2) {
+            assert!(fence_of(w[0], skip) < fence_of(w[1], skip), "{w:?}");
+        }
+        assert_eq!(key_prefix(keys[1]), key_prefix(keys[2]), "the first 8 bytes tie where the fences do not");
     }
 }

@@ -24,6 +24,9 @@ pub(crate) struct ColdFile {
     pub(crate) dim: usize,
     pub(crate) footer: Footer,
     rows: usize,
+    /// Leading bytes the fences skip (`layout::fence_skip` of the layout version and the
+    /// footer's key bounds): every key of the segment shares them.
+    fence_skip: usize,
     map: ReadOnlyMap,
     /// ‖embedding‖ of the rows (0 for rows without one), per chunk of `NORM_CHUNK_ROWS`
     /// rows: computed by the first cosine search that scans the whole chunk, while it reads
@@ -45,7 +48,8 @@ impl ColdFile {
     pub(crate) fn open(vfs: &dyn Vfs, path: &Path, cold_id: u64, dim: usize) -> Result<ColdFile> {
         let map = fs::map(vfs, path)?;
         let bytes = map.bytes();
-        let (header_id, header_rows, header_dim) = layout::header_decode(bytes, path)?;
+        let header = layout::header_decode(bytes, path)?;
+        let (header_id, header_rows, header_dim) = (header.cold_id, header.rows, header.dim);
         if header_id != cold_id {
             return Err(Error::corruption(path, 16, format!("header says cold segment {header_id}, the file name says {cold_id}")));
         }
@@ -53,6 +57,10 @@ impl ColdFile {
             return Err(Error::corruption(path, 12, format!("embedding dimension {header_dim} differs from the database's {dim}")));
         }
         let (footer, footer_at) = Footer::decode(bytes, path)?;
+        if footer.version != header.version {
+            let message = format!("layout version {} in the tail, {} in the header", footer.version, header.version);
+            return Err(Error::corruption(path, 8, message));
+        }
         if footer.rows != header_rows || footer.rows > u64::from(u32::MAX) {
             return Err(Error::corruption(path, footer_at as u64, "footer row count disagrees with the header or exceeds u32"));
         }
@@ -84,6 +92,7 @@ impl ColdFile {
             path: path.to_path_buf(),
             cold_id,
             dim,
+            fence_skip: layout::fence_skip(footer.version, &footer.min_key, &footer.max_key),
             footer,
             rows,
             map,
@@ -116,7 +125,7 @@ impl ColdFile {
                 let at = self.key_range(row).start as u64;
                 return Err(Error::corruption(&self.path, at, format!("cold row {row}'s key is not above the previous key")));
             }
-            if row % FENCE_ROWS == 0 && fences[row / FENCE_ROWS] != layout::key_prefix(key) {
+            if row % FENCE_ROWS == 0 && fences[row / FENCE_ROWS] != layout::fence_of(key, self.fence_skip) {
                 let at = self.entry(Column::Fences).offset + 8 * (row / FENCE_ROWS) as u64;
                 return Err(Error::corruption(&self.path, at, format!("fence of row {row} differs from its key")));
             }
@@ -288,11 +297,18 @@ impl ColdFile {
     }
 
     /// The first row whose key is >= `key` (`rows()` when none). The fences narrow the
-    /// search to the fence blocks whose first-key prefix can bracket `key`; a binary search
-    /// over the key column finishes it.
+    /// search to the fence blocks whose first fence can bracket `key`; a binary search over
+    /// the key column finishes it. A key inside the segment's key bounds shares the bytes
+    /// the fences skip; one outside them is answered by the bounds.
     pub(crate) fn lower_bound(&self, key: &[u8]) -> usize {
+        if self.rows == 0 || key <= &self.footer.min_key[..] {
+            return 0;
+        }
+        if key > &self.footer.max_key[..] {
+            return self.rows;
+        }
         let fences = self.u64s(Column::Fences);
-        let prefix = layout::key_prefix(key);
+        let prefix = layout::fence_of(key, self.fence_skip);
         // Blocks before the last one starting with a smaller prefix hold only smaller keys;
         // a block starting with a greater prefix starts with a greater key.
         let first_block = fences.partition_point(|&f| f < prefix).saturating_sub(1);
@@ -342,7 +358,7 @@ impl ColdFile {
             if row > 0 && self.key(row - 1) >= key {
                 return Err(Error::corruption(&self.path, at, format!("cold row {row}'s key is not above the previous key")));
             }
-            if row % FENCE_ROWS == 0 && fences[row / FENCE_ROWS] != layout::key_prefix(key) {
+            if row % FENCE_ROWS == 0 && fences[row / FENCE_ROWS] != layout::fence_of(key, self.fence_skip) {
                 return Err(Error::corruption(
                     &self.path,
                     self.entry(Column::Fences).offset,

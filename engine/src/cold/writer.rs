@@ -117,7 +117,12 @@ pub(crate) fn write_segment(
     w.put(&layout::header_encode(cold_id, n as u64, dim as u32)).map_err(io)?;
     debug_assert_eq!(w.position, HEADER_LEN as u64);
 
-    let mut footer = Footer { rows: n as u64, seq_min: u64::MAX, seq_max: 0, ..Footer::default() };
+    let mut footer = Footer { rows: n as u64, seq_min: u64::MAX, seq_max: 0, version: layout::COLD_FORMAT_VERSION, ..Footer::default() };
+    if n > 0 {
+        footer.min_key = rows.row(0).key.to_vec();
+        footer.max_key = rows.row(n - 1).key.to_vec();
+    }
+    let fence_skip = layout::fence_skip(footer.version, &footer.min_key, &footer.max_key);
     let zero_embedding = vec![0u8; dim * 4];
     for column in Column::ALL {
         w.begin().map_err(io)?;
@@ -177,7 +182,7 @@ pub(crate) fn write_segment(
             }
             Column::Fences => {
                 for i in (0..n).step_by(FENCE_ROWS) {
-                    w.put(&layout::key_prefix(rows.row(i).key).to_le_bytes()).map_err(io)?;
+                    w.put(&layout::fence_of(rows.row(i).key, fence_skip).to_le_bytes()).map_err(io)?;
                 }
             }
         }
@@ -187,9 +192,6 @@ pub(crate) fn write_segment(
     }
     if n == 0 {
         footer.seq_min = 0;
-    } else {
-        footer.min_key = rows.row(0).key.to_vec();
-        footer.max_key = rows.row(n - 1).key.to_vec();
     }
     w.begin().map_err(io)?; // the footer starts 64-aligned too
     w.put(&footer.encode()).map_err(io)?;
