@@ -49,19 +49,20 @@ impl ColdFile {
         let map = fs::map(vfs, path)?;
         let bytes = map.bytes();
         let header = layout::header_decode(bytes, path)?;
-        let (header_id, header_rows, header_dim) = (header.cold_id, header.rows, header.dim);
-        if header_id != cold_id {
-            return Err(Error::corruption(path, 16, format!("header says cold segment {header_id}, the file name says {cold_id}")));
+        if header.cold_id != cold_id {
+            let message = format!("header says cold segment {}, the file name says {cold_id}", header.cold_id);
+            return Err(Error::corruption(path, 16, message));
         }
-        if header_dim as usize != dim {
-            return Err(Error::corruption(path, 12, format!("embedding dimension {header_dim} differs from the database's {dim}")));
+        if header.dim as usize != dim {
+            let message = format!("embedding dimension {} differs from the database's {dim}", header.dim);
+            return Err(Error::corruption(path, 12, message));
         }
         let (footer, footer_at) = Footer::decode(bytes, path)?;
         if footer.version != header.version {
             let message = format!("layout version {} in the tail, {} in the header", footer.version, header.version);
             return Err(Error::corruption(path, 8, message));
         }
-        if footer.rows != header_rows || footer.rows > u64::from(u32::MAX) {
+        if footer.rows != header.rows || footer.rows > u64::from(u32::MAX) {
             return Err(Error::corruption(path, footer_at as u64, "footer row count disagrees with the header or exceeds u32"));
         }
         let rows = footer.rows as usize;
@@ -292,7 +293,7 @@ impl ColdFile {
         if !self.may_contain(key, filter::key_hash(key)) {
             return None;
         }
-        let row = self.lower_bound(key);
+        let row = self.lower_bound_inside(key); // may_contain checked the key bounds
         (row < self.rows && self.key(row) == key).then_some(row)
     }
 
@@ -307,6 +308,13 @@ impl ColdFile {
         if key > &self.footer.max_key[..] {
             return self.rows;
         }
+        self.lower_bound_inside(key)
+    }
+
+    /// `lower_bound` of a key within the segment's key bounds (`min_key <= key <= max_key`,
+    /// so it shares the bytes the fences skip).
+    fn lower_bound_inside(&self, key: &[u8]) -> usize {
+        debug_assert!(self.rows > 0 && key >= &self.footer.min_key[..] && key <= &self.footer.max_key[..]);
         let fences = self.u64s(Column::Fences);
         let prefix = layout::fence_of(key, self.fence_skip);
         // Blocks before the last one starting with a smaller prefix hold only smaller keys;
