@@ -55,6 +55,12 @@ impl ReadView {
         resolve_keyed(shared, &self.table, key, seq, version)
     }
 
+    /// `resolve_keyed` without a sealed record's checksum: a search's candidates, whose
+    /// checksums are checked once they are hits (`vector::scan`).
+    pub(crate) fn resolve_for_scoring(&self, shared: &Shared, key: &[u8], seq: u64, version: &Version) -> Result<Record> {
+        resolve_keyed_with(shared, &self.table, key, seq, version, false)
+    }
+
     /// Checks the checksum of the record at `offset` of sealed segment `segment_id`.
     pub(crate) fn check_sealed(&self, segment_id: u32, offset: u32) -> Result<()> {
         match self.table.get(segment_id) {
@@ -139,68 +145,6 @@ fn check_identity(shared: &Shared, segment_id: u32, offset: u32, expected: (u64,
         return Err(Error::corruption(path_of(), u64::from(offset), "record key differs from the index entry"));
     }
     Ok(())
-}
-
-/// A live hot or warm version found by an index walk, to be read later in file order.
-#[derive(Clone, Debug)]
-pub(crate) struct Located {
-    pub(crate) segment_id: u32,
-    pub(crate) offset: u32,
-    pub(crate) seq: u64,
-    /// key + content + embedding bytes, as the index recorded them.
-    pub(crate) logical_bytes: u32,
-    /// The key's range in the caller's key buffer.
-    pub(crate) key: std::ops::Range<usize>,
-}
-
-impl ReadView {
-    /// Reads the records of `items` — which must be sorted by (segment, offset) — in that
-    /// order, checking each is the put its index entry named (`keys` holds their keys), and
-    /// hands each to `each`. Sealed checksums are not checked (as `resolve_for_scoring`):
-    /// file order turns an index walk's scattered reads into one forward pass per segment.
-    pub(crate) fn resolve_in_file_order(
-        &self,
-        shared: &Shared,
-        items: &[Located],
-        keys: &[u8],
-        mut each: impl FnMut(&Located, Record) -> Result<()>,
-    ) -> Result<()> {
-        debug_assert!(items.windows(2).all(|w| (w[0].segment_id, w[0].offset) < (w[1].segment_id, w[1].offset)));
-        // Every record read is checked against its index entry before `each` sees it.
-        let mut visit = |item: &Located, record: Record, view: &crate::log::record::RecordView| -> Result<()> {
-            let segment_id = item.segment_id;
-            check_identity(shared, segment_id, item.offset, (item.seq, &keys[item.key.clone()]), (view.seq, view.kind, record.key()))?;
-            each(item, record)
-        };
-        let mut at = 0;
-        while at < items.len() {
-            let segment_id = items[at].segment_id;
-            let end = at + items[at..].partition_point(|item| item.segment_id == segment_id);
-            let corruption = |offset: u32, detail: &str| {
-                Error::corruption(shared.dir.join(crate::io::fs::segment_file_name(segment_id)), u64::from(offset), detail.to_string())
-            };
-            match self.table.get(segment_id) {
-                Some(SegmentRef::Sealed(segment)) => {
-                    for item in &items[at..end] {
-                        let view = segment.record(item.offset, false)?;
-                        visit(item, Record::new(Backing::Sealed(segment.clone()), &view), &view)?;
-                    }
-                }
-                Some(SegmentRef::Hot(hot)) => {
-                    let mut cursor = hot.cursor();
-                    for item in &items[at..end] {
-                        let (buffer, view) = cursor
-                            .record(item.offset)
-                            .ok_or_else(|| corruption(item.offset, "hot record missing from the active segment's mirror"))?;
-                        visit(item, Record::new(Backing::Hot(buffer), &view), &view)?;
-                    }
-                }
-                None => return Err(corruption(items[at].offset, "the index points into a segment that is not open")),
-            }
-            at = end;
-        }
-        Ok(())
-    }
 }
 
 /// A consistent view frozen at the moment it was taken: later writes, seals and

@@ -6,7 +6,7 @@
 //! The buffers sit in an append-only array of slots (chunks of doubling size, allocated as
 //! the segment grows), ascending by offset: a reader finds a record's buffer by a binary
 //! search over the published slots — contiguous memory, no lock, no allocation per commit —
-//! and a forward cursor (`HotCursor`) by stepping from the last slot it used.
+//! and a search walks the published commits in order (`published`, `commit`).
 //!
 //! **Invariants.** Only the writer (under the writer lock; `writer` here makes it so) adds
 //! and truncates. Slots `[0, published)` are immutable while published; `published` is
@@ -139,9 +139,17 @@ impl HotSegment {
         Some((buffer, view))
     }
 
-    /// A cursor for reading records at ascending offsets (one forward pass over the buffers).
-    pub(crate) fn cursor(&self) -> HotCursor<'_> {
-        HotCursor { segment: self, published: self.published.load(Ordering::Acquire), current: None }
+    /// How many commits readers may use now (`commit(i)` for `i` below it).
+    pub(crate) fn published(&self) -> usize {
+        self.published.load(Ordering::Acquire)
+    }
+
+    /// Commit `i` (below a count `published` gave): the segment offset it starts at and its
+    /// buffer. A slot refilled after a truncation gives the newer commit (see the module's
+    /// invariants): a caller checks what it reads against the index.
+    pub(crate) fn commit(&self, i: usize) -> Option<(u32, Arc<AlignedBytes>)> {
+        let slot = self.slot(i);
+        Some((slot.offset.load(Ordering::Relaxed), slot.buffer.load_full()?))
     }
 
     /// The buffer holding the record at `offset` and the record's start inside it, parsed.
@@ -153,43 +161,6 @@ impl HotSegment {
     }
 }
 
-/// Reads a hot segment's records at ascending offsets: each lookup steps forward from the
-/// slot of the last one (comparing slot offsets, which are contiguous in memory) and falls
-/// back to a binary search when the target is far ahead or behind.
-pub(crate) struct HotCursor<'a> {
-    segment: &'a HotSegment,
-    /// Slots published when the cursor was made.
-    published: usize,
-    current: Option<usize>,
-}
-
-impl HotCursor<'_> {
-    /// As `HotSegment::record`.
-    pub(crate) fn record(&mut self, offset: u32) -> Option<(Arc<AlignedBytes>, RecordView)> {
-        let segment = self.segment;
-        let i = match self.current {
-            Some(mut i) if segment.offset_of(i) <= offset => {
-                let mut steps = 0;
-                while i + 1 < self.published && segment.offset_of(i + 1) <= offset && steps < CURSOR_STEPS_MAX {
-                    i += 1;
-                    steps += 1;
-                }
-                if steps == CURSOR_STEPS_MAX {
-                    segment.slot_at_or_before(offset, self.published)? // far ahead: one search
-                } else {
-                    i
-                }
-            }
-            _ => segment.slot_at_or_before(offset, self.published)?,
-        };
-        self.current = Some(i);
-        segment.record_in(i, offset)
-    }
-}
-
-/// Slots a cursor steps over before it searches instead.
-const CURSOR_STEPS_MAX: usize = 16;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,45 +168,32 @@ mod tests {
     use crate::log::header::SEGMENT_HEADER_LEN;
     use crate::log::record::{encode_one, RecordFields, RecordKind};
 
-    /// A hot segment of commits of one to three records (records at many offsets per
-    /// buffer), and every pattern of lookups a cursor meets — ascending with small and
-    /// large gaps (past `CURSOR_STEPS_MAX` buffers), repeated, backwards, beyond the end —
-    /// answered as `HotSegment::record` answers them.
+    /// `published` and `commit` give back every added buffer at its offset, in order, across
+    /// chunk boundaries; a truncation lowers the count to the commits before the cut, and a
+    /// record is still found at its offset.
     #[test]
-    fn a_cursor_finds_what_record_finds() {
+    fn commits_come_back_in_order_and_a_truncation_lowers_the_count() {
         let hot = HotSegment::new(0);
         let mut offset = SEGMENT_HEADER_LEN as u32;
-        let mut record_offsets = Vec::new();
-        for commit in 0..300u32 {
-            let mut bytes = AlignedVec::with_capacity(0);
-            for r in 0..=commit % 3 {
-                record_offsets.push(offset + bytes.len() as u32);
-                let key = format!("key{commit}/{r}");
-                let fields = RecordFields { kind: RecordKind::Put, key: key.as_bytes(), content: b"c", embedding: None, expires_at_ms: 0 };
-                bytes.extend_from_slice(encode_one(&fields, u64::from(commit) + 1, r == commit % 3).bytes());
-            }
-            let len = bytes.len() as u32;
-            hot.add(offset, Arc::new(bytes.freeze()));
-            offset += len;
+        let mut added: Vec<(u32, Arc<AlignedBytes>)> = Vec::new();
+        for commit in 0..800u32 {
+            let key = format!("key{commit}");
+            let fields = RecordFields { kind: RecordKind::Put, key: key.as_bytes(), content: b"c", embedding: None, expires_at_ms: 0 };
+            let bytes: AlignedVec = encode_one(&fields, u64::from(commit) + 1, true);
+            let bytes = Arc::new(bytes.freeze());
+            hot.add(offset, bytes.clone());
+            added.push((offset, bytes.clone()));
+            offset += bytes.bytes().len() as u32;
         }
-        let same = |a: Option<(Arc<AlignedBytes>, RecordView)>, b: Option<(Arc<AlignedBytes>, RecordView)>| match (a, b) {
-            (None, None) => true,
-            (Some((ab, av)), Some((bb, bv))) => Arc::ptr_eq(&ab, &bb) && av.key == bv.key && av.seq == bv.seq,
-            _ => false,
-        };
-        for stride in [1usize, 2, 5, 97, 250] {
-            let mut cursor = hot.cursor();
-            for &at in record_offsets.iter().step_by(stride) {
-                assert!(same(cursor.record(at), hot.record(at)), "stride {stride}, offset {at}");
-                assert!(same(cursor.record(at), hot.record(at)), "again at {at}");
-            }
+        assert_eq!(hot.published(), added.len());
+        for (i, (at, bytes)) in added.iter().enumerate() {
+            let (got_at, got) = hot.commit(i).expect("a published commit");
+            assert!(got_at == *at && Arc::ptr_eq(&got, bytes), "commit {i}");
         }
-        let mut cursor = hot.cursor();
-        for &at in record_offsets.iter().rev().step_by(7) {
-            assert!(same(cursor.record(at), hot.record(at)), "backwards, offset {at}");
-        }
-        assert!(cursor.record(offset).is_none() && hot.record(offset).is_none(), "past the end");
-        assert!(cursor.record(record_offsets[0]).is_some(), "a seek back after the end");
+        hot.truncate(u64::from(added[500].0));
+        assert_eq!(hot.published(), 500);
+        let (_, view) = hot.record(added[499].0).expect("a record before the cut");
+        assert_eq!(view.seq, 500);
     }
 
     /// Slot `i` is found in the chunk that holds it: chunk boundaries at 256, 768, 1792 ...

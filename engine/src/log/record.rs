@@ -88,6 +88,12 @@ fn body_layout(key_len: usize, embedding_bytes: usize, content_len: usize) -> Bo
     BodyLayout { key, embedding, content, total }
 }
 
+/// Where the embedding of a record with a key of `key_len` bytes lies, relative to the
+/// record's start (the layout of every record that has one).
+pub(crate) fn embedding_range(key_len: usize, embedding_dim: usize) -> Range<usize> {
+    body_layout(key_len, embedding_dim * 4, 0).embedding
+}
+
 /// Encoded size of a record, padding included.
 pub(crate) fn encoded_len(key_len: usize, embedding_dim: usize, content_len: usize) -> usize {
     body_layout(key_len, embedding_dim * 4, content_len).total

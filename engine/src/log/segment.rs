@@ -20,9 +20,10 @@ pub(crate) struct SealedSegment {
     pub(crate) embedding_dim: usize,
     pub(crate) trailer: Trailer,
     map: ReadOnlyMap,
-    /// Every `KEY_SAMPLE_STRIDE`-th key of the hint block, sorted: where a search splits the
-    /// index walk among its threads (`vector::scan`). Computed on first use.
-    key_samples: OnceLock<Box<[Box<[u8]>]>>,
+    /// The hint-block positions (`Trailer::entry_at`) of the puts that carry an embedding,
+    /// in file order: what a search scans (`vector::log_rows`). 4 bytes per such record,
+    /// computed on the first search.
+    embedded_puts: OnceLock<Box<[u32]>>,
     /// One bit per `VERIFIED_GRANULE` bytes of the file: set once the record starting there
     /// passed its checksum (`record_checked_once`). Allocated on the first checked read.
     verified: OnceLock<Box<[AtomicU64]>>,
@@ -32,9 +33,6 @@ pub(crate) struct SealedSegment {
 /// byte, aligned), so no two records share a bit.
 const VERIFIED_GRANULE: usize = 32;
 const _: () = assert!(VERIFIED_GRANULE <= super::record::RECORD_HEADER_LEN + super::record::RECORD_ALIGN);
-
-/// One key of this many hint entries is kept as a sample (a 100 000-record segment: 390).
-const KEY_SAMPLE_STRIDE: usize = 256;
 
 impl SealedSegment {
     /// Maps and validates the header and trailer of a sealed segment.
@@ -73,7 +71,7 @@ impl SealedSegment {
             embedding_dim,
             trailer,
             map,
-            key_samples: OnceLock::new(),
+            embedded_puts: OnceLock::new(),
             verified: OnceLock::new(),
         })
     }
@@ -119,16 +117,35 @@ impl SealedSegment {
         Ok(view)
     }
 
-    /// A sorted sample of this segment's keys (see `key_samples`). A hint block that does
-    /// not parse gives no samples: the caller's work is split less evenly, and the damage is
-    /// reported by the reads that need the hint block (open, verify).
-    pub(crate) fn key_samples(&self) -> &[Box<[u8]>] {
-        self.key_samples.get_or_init(|| {
-            let Ok(entries) = self.hint_entries() else { return Box::default() };
-            let mut samples: Vec<Box<[u8]>> = entries.iter().step_by(KEY_SAMPLE_STRIDE).map(|e| Box::from(e.key)).collect();
-            samples.sort_unstable();
-            samples.into_boxed_slice()
-        })
+    /// The hint-block positions of this segment's puts with an embedding, in file order
+    /// (see `embedded_puts`); the hint block's checksum and entries are verified on the
+    /// first call.
+    pub(crate) fn embedded_puts(&self) -> Result<&[u32]> {
+        if let Some(positions) = self.embedded_puts.get() {
+            return Ok(positions);
+        }
+        let mut positions = Vec::new();
+        self.trailer.for_each_hint_entry(self.bytes(), &self.path, |at, entry| {
+            if entry.kind == record::RecordKind::Put && entry.has_embedding {
+                positions.push(at);
+            }
+        })?;
+        Ok(self.embedded_puts.get_or_init(|| positions.into_boxed_slice()))
+    }
+
+    /// The hint entry at `at` (a position `embedded_puts` gave) and its record's embedding,
+    /// read in place from the map. A hint entry whose embedding would lie outside the
+    /// records is corruption (the hint block's checksum held, so a bug or a forged file).
+    pub(crate) fn embedded_put(&self, at: u32) -> Result<(HintEntry<'_>, &[f32])> {
+        let bytes = self.bytes();
+        let entry = self.trailer.entry_at(bytes, at, &self.path)?;
+        let range = record::embedding_range(entry.key.len(), self.embedding_dim);
+        let start = entry.offset as usize;
+        let values = bytes[..self.trailer.records_end as usize]
+            .get(start + range.start..start + range.end)
+            .ok_or_else(|| Error::corruption(&self.path, u64::from(entry.offset), "hint entry's embedding extends past the records"))?;
+        // Aligned: the map starts page-aligned, records 8-aligned, embeddings 4-aligned in them.
+        Ok((entry, bytemuck::cast_slice(values)))
     }
 
     pub(crate) fn advise_sequential(&self) {

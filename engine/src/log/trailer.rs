@@ -168,60 +168,93 @@ impl Trailer {
 
     /// Verifies the hint block's checksum and decodes every entry, in file order.
     pub(crate) fn hint_entries<'f>(&self, file: &'f [u8], path: &Path) -> Result<Vec<HintEntry<'f>>> {
+        let mut entries =
+            Vec::with_capacity(usize::try_from(self.records_count).unwrap_or(0).min(self.hint_len as usize / HINT_ENTRY_HEADER_LEN));
+        self.for_each_hint_entry(file, path, |_, entry| entries.push(entry))?;
+        Ok(entries)
+    }
+
+    /// Verifies the hint block's checksum and hands every entry, in file order, to `each`
+    /// with its position in the hint block (for `entry_at`).
+    pub(crate) fn for_each_hint_entry<'f>(&self, file: &'f [u8], path: &Path, mut each: impl FnMut(u32, HintEntry<'f>)) -> Result<()> {
         let start = self.records_end as usize;
         let hint = &file[start..start + self.hint_len as usize];
         if crc32(hint) != self.hint_crc {
             return Err(Error::corruption(path, start as u64, "hint block checksum mismatch"));
         }
-        let mut entries = Vec::with_capacity(usize::try_from(self.records_count).unwrap_or(0).min(hint.len() / HINT_ENTRY_HEADER_LEN));
         let mut at = 0usize;
+        let mut count = 0u64;
         let mut previous_offset: Option<u32> = None;
         while at < hint.len() {
-            let fail = |detail: String| Error::corruption(path, (start + at) as u64, format!("hint entry: {detail}"));
-            let Some(header) = hint.get(at..at + HINT_ENTRY_HEADER_LEN) else {
-                return Err(fail("truncated".into()));
-            };
-            let key_len = get_u32(header, ENTRY_KEY_LEN_AT) as usize;
-            let content_len = get_u32(header, ENTRY_CONTENT_LEN_AT) as usize;
-            let offset = get_u32(header, ENTRY_OFFSET_AT);
-            let kind = match header[ENTRY_KIND_AT] {
-                1 => RecordKind::Put,
-                2 => RecordKind::Delete,
-                other => return Err(fail(format!("bad kind {other}"))),
-            };
-            if key_len == 0 || key_len > limits::MAX_KEY_LEN || content_len > limits::MAX_CONTENT_LEN {
-                return Err(fail(format!("lengths beyond limits (key {key_len}, content {content_len})")));
+            let (entry, entry_len) = self.decode_entry(hint, at).map_err(|detail| Error::corruption(path, (start + at) as u64, detail))?;
+            if previous_offset.is_some_and(|p| p >= entry.offset) {
+                return Err(Error::corruption(
+                    path,
+                    (start + at) as u64,
+                    format!("hint entry: record offset {} out of order or out of range", entry.offset),
+                ));
             }
-            if (offset as u64) < SEGMENT_HEADER_LEN as u64
-                || offset as u64 >= self.records_end
-                || previous_offset.is_some_and(|p| p >= offset)
-            {
-                return Err(fail(format!("record offset {offset} out of order or out of range")));
-            }
-            let entry_len = align_up(HINT_ENTRY_HEADER_LEN + key_len, 8);
-            let Some(key) = hint.get(at + HINT_ENTRY_HEADER_LEN..at + HINT_ENTRY_HEADER_LEN + key_len) else {
-                return Err(fail("key extends past the hint block".into()));
-            };
-            let flags = header[ENTRY_FLAGS_AT];
-            let seq = get_u64(header, ENTRY_SEQ_AT);
-            if flags & !FLAG_HAS_EMBEDDING != 0 || header[ENTRY_RESERVED_AT..ENTRY_SEQ_AT] != [0, 0] || seq > self.seq_max {
-                return Err(fail("bad flags, reserved bytes or seq".into()));
-            }
-            entries.push(HintEntry {
-                offset,
-                key,
-                kind,
-                seq,
-                expires_at_ms: get_u64(header, ENTRY_EXPIRES_AT),
-                content_len: u32::try_from(content_len).expect("checked against MAX_CONTENT_LEN above"),
-                has_embedding: flags & FLAG_HAS_EMBEDDING != 0,
-            });
-            previous_offset = Some(offset);
+            previous_offset = Some(entry.offset);
+            each(u32::try_from(at).expect("hint blocks are smaller than a segment file"), entry);
+            count += 1;
             at += entry_len;
         }
-        if entries.len() as u64 != self.records_count {
+        if count != self.records_count {
             return Err(Error::corruption(path, start as u64, "hint block entry count does not match the trailer"));
         }
-        Ok(entries)
+        Ok(())
+    }
+
+    /// The hint entry at position `at` of the hint block of `file` (a position
+    /// `for_each_hint_entry` gave, so the block's checksum has been verified once), decoded
+    /// and checked again as that pass did — except the order of offsets.
+    pub(crate) fn entry_at<'f>(&self, file: &'f [u8], at: u32, path: &Path) -> Result<HintEntry<'f>> {
+        let start = self.records_end as usize;
+        let hint = &file[start..start + self.hint_len as usize];
+        self.decode_entry(hint, at as usize)
+            .map(|(entry, _)| entry)
+            .map_err(|detail| Error::corruption(path, start as u64 + u64::from(at), detail))
+    }
+
+    /// Decodes and checks the entry at `at` of `hint`: the entry and its length (padding
+    /// included), or what is wrong with it.
+    fn decode_entry<'f>(&self, hint: &'f [u8], at: usize) -> std::result::Result<(HintEntry<'f>, usize), String> {
+        let fail = |detail: String| format!("hint entry: {detail}");
+        let Some(header) = hint.get(at..at + HINT_ENTRY_HEADER_LEN) else {
+            return Err(fail("truncated".into()));
+        };
+        let key_len = get_u32(header, ENTRY_KEY_LEN_AT) as usize;
+        let content_len = get_u32(header, ENTRY_CONTENT_LEN_AT) as usize;
+        let offset = get_u32(header, ENTRY_OFFSET_AT);
+        let kind = match header[ENTRY_KIND_AT] {
+            1 => RecordKind::Put,
+            2 => RecordKind::Delete,
+            other => return Err(fail(format!("bad kind {other}"))),
+        };
+        if key_len == 0 || key_len > limits::MAX_KEY_LEN || content_len > limits::MAX_CONTENT_LEN {
+            return Err(fail(format!("lengths beyond limits (key {key_len}, content {content_len})")));
+        }
+        if (offset as u64) < SEGMENT_HEADER_LEN as u64 || offset as u64 >= self.records_end {
+            return Err(fail(format!("record offset {offset} out of order or out of range")));
+        }
+        let entry_len = align_up(HINT_ENTRY_HEADER_LEN + key_len, 8);
+        let Some(key) = hint.get(at + HINT_ENTRY_HEADER_LEN..at + HINT_ENTRY_HEADER_LEN + key_len) else {
+            return Err(fail("key extends past the hint block".into()));
+        };
+        let flags = header[ENTRY_FLAGS_AT];
+        let seq = get_u64(header, ENTRY_SEQ_AT);
+        if flags & !FLAG_HAS_EMBEDDING != 0 || header[ENTRY_RESERVED_AT..ENTRY_SEQ_AT] != [0, 0] || seq > self.seq_max {
+            return Err(fail("bad flags, reserved bytes or seq".into()));
+        }
+        let entry = HintEntry {
+            offset,
+            key,
+            kind,
+            seq,
+            expires_at_ms: get_u64(header, ENTRY_EXPIRES_AT),
+            content_len: u32::try_from(content_len).expect("checked against MAX_CONTENT_LEN above"),
+            has_embedding: flags & FLAG_HAS_EMBEDDING != 0,
+        };
+        Ok((entry, entry_len))
     }
 }

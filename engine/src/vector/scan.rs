@@ -1,45 +1,52 @@
 //! The search itself, against one `ReadView` (a seq, a segment table, a clock):
 //!
-//! 1. the index (hot and warm versions) is walked once over the queries' key range: every
-//!    live record with an embedding is scored from its in-place `&[f32]` (in tiles of
-//!    `TILE_ROWS` records × the queries, as below), and every key it
-//!    holds — tombstones included — marks the cold row of that key as *shadowed* in a
-//!    per-segment bitmap (one filter-and-search per index key, none per hit);
-//! 2. the cold tier is scanned straight from the mapped embedding matrix, split into row
-//!    ranges (restricted to each query's key-prefix range through the sorted key column)
-//!    and shared by `threads` workers, each keeping a bounded top-k per query; a tile of
-//!    `TILE_ROWS` rows is scored against every query before the next tile (in register
-//!    blocks of queries × rows, `kernels::score_tile`), so a batch of queries reads the
-//!    matrix once; cosine norms come from the segment's cache, or are computed from the
-//!    tile while it is in cache (and cached when the worker scans a whole chunk); every
-//!    query of a tile is scored with the Dot kernel — for L2 that gives a proven lower
-//!    bound of the distance (`kernels::l2_lower_bound`, from the norms), and the exact
-//!    distance is computed only for the rows whose bound the query's top-k could keep;
-//! 3. the per-thread selections are merged; each hit has the checksum of the record or row
+//! 1. the work is cut into units — row ranges of every cold segment (restricted to each
+//!    query's key-prefix range through the sorted key column, aligned to the norms cache's
+//!    chunks), ranges of every warm segment's embedded puts, ranges of the hot segment's
+//!    commits — and shared by `threads` workers, each keeping a bounded top-k per query;
+//! 2. a unit's rows are scored in tiles of `TILE_ROWS` rows against every query before the
+//!    next tile (in register blocks of queries × rows, `kernels::score_tile`), so a batch of
+//!    queries reads the data once. Cold rows come straight from the mapped embedding matrix,
+//!    hot and warm ones from their records in place, in file order, superseded versions
+//!    included (`log_rows`); cosine norms of cold rows come from the segment's cache, or are
+//!    computed from the tile while it is in cache (and cached when the worker scans a whole
+//!    chunk); every query of a cold tile is scored with the Dot kernel — for L2 that gives a
+//!    proven lower bound of the distance (`kernels::l2_lower_bound`, from the norms), and the
+//!    exact distance is computed only for the rows whose bound the query's top-k could keep;
+//! 3. only a row whose distance the top-k would keep is asked whether the view reads it
+//!    (`log_rows::Liveness`: for a hot or warm row, is it the newest version of its key at
+//!    the view's seq; for a cold row, does the index hold a newer version that shadows it)
+//!    and then the filter, once per row whatever the number of queries;
+//! 4. the per-thread selections are merged; each hit has the checksum of the record or row
 //!    it was scored from verified (with `Options::verify_checksums`, the default) before it
 //!    is returned — scoring itself reads embeddings (and the filter reads records) without
 //!    checking them, so a damaged record that is not a hit goes unreported (as a cold row
 //!    does; `Db::verify` finds both).
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::kernels::{self, Kernel};
+use super::log_rows::{self, Liveness, LogRow};
 use super::topk::{Origin, TopK};
 use crate::cold::segment::{ColdFile, NORM_CHUNK_ROWS};
-use crate::cold::set::{ColdCursor, ColdRow};
+use crate::cold::set::ColdRow;
 use crate::db::Shared;
-use crate::index::{Direction, ScanChunk};
-use crate::iter::{prefix_successor, KeyRange};
-use crate::read::{Located, ReadView};
+use crate::iter::prefix_successor;
+use crate::log::hot::HotSegment;
+use crate::log::segment::SealedSegment;
+use crate::read::ReadView;
+use crate::segments::SegmentRef;
 use crate::{Error, Hit, Metric, Record, Result, Search};
 
 /// Rows scored against every query before moving on (the batch tile).
 /// A multiple of the kernel's row block (3); 48 rows of 768 values are 144 KiB, in L2 with a
 /// block of queries in L1.
 const TILE_ROWS: usize = 48;
-/// Index keys per walk of the index.
-const INDEX_CHUNK_KEYS: usize = 1024;
+/// A warm segment's embedded puts per unit of work.
+const WARM_CHUNK_ROWS: usize = 2048;
+/// The hot segment's commits per unit of work.
+const HOT_CHUNK_COMMITS: usize = 512;
 
 /// One validated query.
 struct Query<'s> {
@@ -167,47 +174,11 @@ pub(crate) fn search(shared: &Shared, view: &ReadView, searches: &[&Search<'_>],
     if queries.iter().all(|q| q.k == 0) {
         return Ok(vec![Vec::new(); queries.len()]);
     }
-    // The key range every query lies in: one prefix shared by all, or everything.
-    let common_prefix = match queries.first().and_then(|q| q.prefix) {
-        Some(p) if queries.iter().all(|q| q.prefix == Some(p)) => Some(p),
-        _ => None,
-    };
-    let range = common_prefix.map_or(KeyRange { lower: std::ops::Bound::Unbounded, upper: std::ops::Bound::Unbounded }, KeyRange::prefix);
-
+    // Work: row chunks of every cold segment (aligned to the norms cache's chunks), within
+    // the union of the queries' row ranges; then the warm segments' and the hot segment's
+    // records, in file order.
     let cold = &view.table.cold;
-    let shadowed: Vec<Vec<AtomicU64>> =
-        cold.segments.iter().map(|s| (0..s.rows().div_ceil(64)).map(|_| AtomicU64::new(0)).collect()).collect();
-    let parts = index_parts(shared, view, &range, threads);
-    let index_workers = threads.clamp(1, parts.len());
-    if index_workers == 1 {
-        for part in &parts {
-            scan_index(shared, view, &queries, part, &shadowed, &mut selections)?;
-        }
-    } else {
-        // Each worker walks whole parts (disjoint key ranges, so every key is decided by
-        // exactly one of them) into its own selections.
-        let next = AtomicUsize::new(0);
-        let worker = || -> Result<Vec<TopK>> {
-            let mut own: Vec<TopK> = queries.iter().map(|q| TopK::new(q.k)).collect();
-            while let Some(part) = parts.get(next.fetch_add(1, Ordering::Relaxed)) {
-                scan_index(shared, view, &queries, part, &shadowed, &mut own)?;
-            }
-            Ok(own)
-        };
-        let results: Vec<Result<Vec<TopK>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..index_workers).map(|_| scope.spawn(worker)).collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
-        });
-        for per_thread in results {
-            for (selection, other) in selections.iter_mut().zip(per_thread?) {
-                selection.merge(other);
-            }
-        }
-    }
-
-    // Work: row chunks of every segment (aligned to the norms cache's chunks), within the
-    // union of the queries' row ranges.
-    let mut work: Vec<(usize, usize, usize)> = Vec::new();
+    let mut work: Vec<Work> = Vec::new();
     let mut ranges: Vec<Vec<(usize, usize)>> = Vec::with_capacity(cold.segments.len());
     for (s, segment) in cold.segments.iter().enumerate() {
         let per_query: Vec<(usize, usize)> = queries.iter().map(|q| prefix_rows(segment, q.prefix)).collect();
@@ -218,15 +189,43 @@ pub(crate) fn search(shared: &Shared, view: &ReadView, searches: &[&Search<'_>],
         let mut start = lo;
         while start < hi {
             let end = ((start / NORM_CHUNK_ROWS + 1) * NORM_CHUNK_ROWS).min(hi);
-            work.push((s, start, end));
+            work.push(Work::Cold { segment: s, start, end });
             start = end;
         }
         ranges.push(per_query);
     }
+    let warm: Vec<(&Arc<SealedSegment>, &[u32])> =
+        view.table.warm().map(|segment| Ok((segment, segment.embedded_puts()?))).collect::<Result<_>>()?;
+    for (w, (_, positions)) in warm.iter().enumerate() {
+        work.extend(chunks(positions.len(), WARM_CHUNK_ROWS).map(|(start, end)| Work::Warm { segment: w, start, end }));
+    }
+    let hot: Vec<(u32, &Arc<HotSegment>, usize)> = view
+        .table
+        .segments
+        .iter()
+        .filter_map(|(&id, s)| match s {
+            SegmentRef::Hot(hot) => Some((id, hot, hot.published())),
+            SegmentRef::Sealed(_) => None,
+        })
+        .collect();
+    for (h, &(_, _, published)) in hot.iter().enumerate() {
+        work.extend(chunks(published, HOT_CHUNK_COMMITS).map(|(start, end)| Work::Hot { segment: h, start, end }));
+    }
+
     let norms = queries.iter().any(|q| q.metric != Metric::Dot);
-    let scan = ColdScan { view, queries: &queries, norms, shadowed: &shadowed, ranges: &ranges, work: &work, next: AtomicUsize::new(0) };
+    let scan = Scan {
+        view,
+        liveness: Liveness { shared, view },
+        queries: &queries,
+        norms,
+        ranges: &ranges,
+        warm: &warm,
+        hot: &hot,
+        work: &work,
+        next: AtomicUsize::new(0),
+    };
     let workers = threads.clamp(1, work.len().max(1));
-    let results: Vec<Vec<TopK>> = if workers == 1 {
+    let results: Vec<Result<Vec<TopK>>> = if workers == 1 {
         vec![scan.run()]
     } else {
         std::thread::scope(|scope| {
@@ -235,7 +234,7 @@ pub(crate) fn search(shared: &Shared, view: &ReadView, searches: &[&Search<'_>],
         })
     };
     for per_thread in results {
-        for (selection, other) in selections.iter_mut().zip(per_thread) {
+        for (selection, other) in selections.iter_mut().zip(per_thread?) {
             selection.merge(other);
         }
     }
@@ -270,204 +269,20 @@ fn prefix_rows(segment: &ColdFile, prefix: Option<&[u8]>) -> (usize, usize) {
     }
 }
 
-/// Index entries below which the walk is not split among threads (one part).
-const INDEX_SPLIT_ENTRIES_MIN: usize = 16 * 1024;
-/// Parts per search thread, so that threads that finish early take more.
-const INDEX_PARTS_PER_THREAD: usize = 4;
-
-/// `range` cut into disjoint, ascending key ranges whose union is `range`, about equal in
-/// index keys, for `threads` workers: the cuts are quantiles of the warm segments' key
-/// samples (`SealedSegment::key_samples`) inside `range`. Hot keys are not sampled (the
-/// active segment is bounded by `segment_bytes_max`); a small index, one thread or no
-/// samples give `range` whole.
-fn index_parts(shared: &Shared, view: &ReadView, range: &KeyRange, threads: usize) -> Vec<KeyRange> {
-    let whole = || vec![range.clone()];
-    if threads <= 1 || shared.index.entries_count() < INDEX_SPLIT_ENTRIES_MIN {
-        return whole();
-    }
-    let inside = |key: &[u8]| range_contains_strictly(range, key);
-    let mut samples: Vec<&[u8]> = view.table.warm().flat_map(|s| s.key_samples().iter().map(|k| &k[..])).filter(|k| inside(k)).collect();
-    samples.sort_unstable();
-    samples.dedup();
-    cut_range(range, &samples, threads * INDEX_PARTS_PER_THREAD)
+/// `[start, end)` pieces of `0..len` of at most `size` each.
+fn chunks(len: usize, size: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..len).step_by(size).map(move |start| (start, (start + size).min(len)))
 }
 
-/// Is `key` inside `range` and equal to neither bound?
-fn range_contains_strictly(range: &KeyRange, key: &[u8]) -> bool {
-    let above = match &range.lower {
-        std::ops::Bound::Included(l) | std::ops::Bound::Excluded(l) => key > l.as_slice(),
-        std::ops::Bound::Unbounded => true,
-    };
-    let below = match &range.upper {
-        std::ops::Bound::Included(u) | std::ops::Bound::Excluded(u) => key < u.as_slice(),
-        std::ops::Bound::Unbounded => true,
-    };
-    above && below
-}
-
-/// `range` cut into at most `parts` ranges at quantiles of `samples` (sorted, distinct,
-/// each strictly inside `range`): ascending, disjoint, their union exactly `range`.
-fn cut_range(range: &KeyRange, samples: &[&[u8]], parts: usize) -> Vec<KeyRange> {
-    debug_assert!(samples.windows(2).all(|w| w[0] < w[1]) && samples.iter().all(|k| range_contains_strictly(range, k)));
-    let parts = parts.min(samples.len() + 1);
-    // Cut i (1..parts) at the (i * len / parts)-th sample, equal picks merged.
-    let mut cuts: Vec<&[u8]> = (1..parts).map(|i| samples[i * samples.len() / parts]).collect();
-    cuts.dedup();
-    let mut out = Vec::with_capacity(cuts.len() + 1);
-    let mut lower = range.lower.clone();
-    for cut in cuts {
-        out.push(KeyRange { lower, upper: std::ops::Bound::Excluded(cut.to_vec()) });
-        lower = std::ops::Bound::Included(cut.to_vec());
-    }
-    out.push(KeyRange { lower, upper: range.upper.clone() });
-    out
-}
-
-/// Walks the index over `range` once: scores live hot/warm records, marks the cold rows
-/// they shadow (in `shadowed`, shared by the walk's threads).
-fn scan_index(
-    shared: &Shared,
-    view: &ReadView,
-    queries: &[Query<'_>],
-    range: &KeyRange,
-    shadowed: &[Vec<AtomicU64>],
-    selections: &mut [TopK],
-) -> Result<()> {
-    let cold = &view.table.cold;
-    // Index keys come in ascending order: their cold rows are found in one forward pass.
-    let mut cursor = ColdCursor::new(cold, range.lower.as_ref().map(Vec::as_slice));
-    let mut scores = Scores::default();
-    // Live records with an embedding, scored a tile at a time (rows × all queries, as the
-    // cold scan does), flushed when full and at the end of each index chunk.
-    let mut tile: Vec<IndexRow> = Vec::with_capacity(TILE_ROWS);
-    // Live versions found by the walk, read and scored in file order (`flush_located`)
-    // once `LOCATED_MAX` have gathered, and when the walk ends; their keys in `keys`.
-    let mut located: Vec<Located> = Vec::new();
-    let mut keys: Vec<u8> = Vec::new();
-    let mut lower = range.lower.clone();
-    loop {
-        let mut chunk = ScanChunk::default();
-        let upper = range.upper.as_ref().map(Vec::as_slice);
-        let stop = shared.index.scan(lower.as_ref().map(Vec::as_slice), upper, view.seq, Direction::Forward, INDEX_CHUNK_KEYS, &mut chunk);
-        for item in &chunk.items {
-            if view.table.retired.contains(&item.version.segment_id) {
-                continue; // compacted: the cold set holds its successor, or dropped it (`ReadView::get`)
-            }
-            let key = &chunk.keys[item.key.clone()];
-            if let Some(row) = cursor.find(key) {
-                shadowed[row.segment as usize][row.row as usize / 64].fetch_or(1 << (row.row % 64), Ordering::Relaxed);
-            }
-            if !item.version.is_live(view.now_ms) || !queries.iter().any(|q| q.covers(key)) {
-                continue;
-            }
-            let key_at = keys.len();
-            keys.extend_from_slice(key);
-            located.push(Located {
-                segment_id: item.version.segment_id,
-                offset: item.version.offset,
-                seq: item.seq,
-                logical_bytes: item.version.logical_bytes,
-                key: key_at..keys.len(),
-            });
-        }
-        if stop.is_none() || located.len() >= LOCATED_MAX {
-            flush_located(shared, view, queries, &mut located, &mut keys, &mut tile, &mut scores, selections)?;
-        }
-        match stop {
-            Some(key) => lower = std::ops::Bound::Excluded(key),
-            None => return Ok(()),
-        }
-    }
-}
-
-/// Live versions an index walk gathers before it reads them (sorted by file position):
-/// at most about 1.5 MiB of `Located` entries and their keys per walking thread.
-const LOCATED_MAX: usize = 32 * 1024;
-
-/// Reads the records of `located` in file order (sorted here; sealed segments in map
-/// order, the hot segment by a forward cursor), scores those with an embedding in tiles,
-/// and empties `located` and `keys`.
-#[allow(clippy::too_many_arguments)]
-fn flush_located<'q>(
-    shared: &Shared,
-    view: &ReadView,
-    queries: &[Query<'q>],
-    located: &mut Vec<Located>,
-    keys: &mut Vec<u8>,
-    tile: &mut Vec<IndexRow>,
-    scores: &mut Scores<'q>,
-    selections: &mut [TopK],
-) -> Result<()> {
-    located.sort_unstable_by_key(|l| (u64::from(l.segment_id) << 32) | u64::from(l.offset));
-    view.resolve_in_file_order(shared, located, keys, |item, record| {
-        let origin = match view.table.get(item.segment_id) {
-            Some(crate::segments::SegmentRef::Sealed(_)) => Origin::Sealed { segment_id: item.segment_id, offset: item.offset },
-            _ => Origin::Hot,
-        };
-        if record.embedding().is_none() {
-            // The index's logical size counts the embedding its hint entry recorded. A
-            // sealed record that reads as having none while that size says it has one
-            // has a damaged flags byte: skipping it would drop a hit without a word
-            // (tests/corruption_sweep.rs), so its checksum decides, as for a hit.
-            let logical = record.key().len() + record.content().len();
-            if let Origin::Sealed { segment_id, offset } = origin {
-                if shared.options.verify_checksums && logical != item.logical_bytes as usize {
-                    view.check_sealed(segment_id, offset)?;
-                }
-            }
-            return Ok(());
-        }
-        tile.push(IndexRow { record, key: item.key.clone(), origin });
-        if tile.len() == TILE_ROWS {
-            score_index_tile(queries, keys, tile, scores, selections);
-        }
-        Ok(())
-    })?;
-    score_index_tile(queries, keys, tile, scores, selections);
-    located.clear();
-    keys.clear();
-    Ok(())
-}
-
-/// A live hot or warm record waiting in the index walk's tile.
-struct IndexRow {
-    record: Record,
-    /// Its key's range in the walk's key buffer.
-    key: std::ops::Range<usize>,
-    origin: Origin,
-}
-
-/// Scores the index walk's tile against every query covering one of its keys, offers the
-/// results, and empties the tile.
-fn score_index_tile<'q>(queries: &[Query<'q>], keys: &[u8], tile: &mut Vec<IndexRow>, scores: &mut Scores<'q>, selections: &mut [TopK]) {
-    if tile.is_empty() {
-        return;
-    }
-    let vectors: Vec<&[f32]> = tile.iter().filter_map(|row| row.record.embedding()).collect();
-    debug_assert_eq!(vectors.len(), tile.len(), "only records with an embedding enter the tile");
-    // Hot and warm norms are not cached: one more sum over vectors already in cache.
-    let mut norms = vec![0.0; vectors.len()];
-    if queries.iter().any(|q| q.metric == Metric::Cosine) {
-        kernels::norms(&vectors, &mut norms);
-    }
-    let covers = |i: usize, row: &IndexRow| queries[i].covers(&keys[row.key.clone()]);
-    scores.compute(queries, |i| queries[i].k > 0 && tile.iter().any(|row| covers(i, row)), &vectors, false);
-    for (qi, raw) in scores.rows() {
-        let (query, selection) = (&queries[qi], &mut selections[qi]);
-        for ((row, &value), &norm) in tile.iter().zip(raw).zip(&norms) {
-            if !covers(qi, row) {
-                continue;
-            }
-            let distance = query.distance(value, norm);
-            if !query.passes_min_score(distance) || !selection.admits(super::topk::sanitize(distance)) {
-                continue;
-            }
-            if query.filter.is_none_or(|f| f(&row.record)) {
-                selection.offer(distance, || keys[row.key.clone()].to_vec(), row.origin);
-            }
-        }
-    }
-    tile.clear();
+/// A unit of the scan's work, taken by one worker.
+#[derive(Clone, Copy, Debug)]
+enum Work {
+    /// Rows `[start, end)` of cold segment `segment`, within one norms chunk.
+    Cold { segment: usize, start: usize, end: usize },
+    /// Embedded puts `[start, end)` (of `SealedSegment::embedded_puts`) of `Scan::warm[segment]`.
+    Warm { segment: usize, start: usize, end: usize },
+    /// Commits `[start, end)` of `Scan::hot[segment]`.
+    Hot { segment: usize, start: usize, end: usize },
 }
 
 /// The kernel values of one tile of vectors against the queries that want it, the queries
@@ -515,31 +330,91 @@ impl<'q> Scores<'q> {
     }
 }
 
-/// The shared state of the cold scan's workers.
-struct ColdScan<'a> {
+/// The shared state of the scan's workers.
+struct Scan<'a> {
     view: &'a ReadView,
+    liveness: Liveness<'a>,
     queries: &'a [Query<'a>],
-    /// Some query is Cosine or L2: the rows' norms are needed.
+    /// Some query is Cosine or L2: the cold rows' norms are needed.
     norms: bool,
-    /// Cold rows shadowed by index keys (written by the index walk, which has ended).
-    shadowed: &'a [Vec<AtomicU64>],
-    /// Per segment, per query: the query's row range.
+    /// Per cold segment, per query: the query's row range.
     ranges: &'a [Vec<(usize, usize)>],
-    /// (segment, first row, end row) units of work.
-    work: &'a [(usize, usize, usize)],
+    /// The warm segments and their embedded puts.
+    warm: &'a [(&'a Arc<SealedSegment>, &'a [u32])],
+    /// The hot segments (id, mirror, commits published when the search began).
+    hot: &'a [(u32, &'a Arc<HotSegment>, usize)],
+    work: &'a [Work],
     next: AtomicUsize,
 }
 
-impl<'a> ColdScan<'a> {
-    /// One worker: takes chunks until none is left; returns its top-k per query.
-    fn run(&self) -> Vec<TopK> {
+impl<'a> Scan<'a> {
+    /// One worker: takes units until none is left; returns its top-k per query.
+    fn run(&self) -> Result<Vec<TopK>> {
         let mut selections: Vec<TopK> = self.queries.iter().map(|q| TopK::new(q.k)).collect();
         let mut scores = Scores::default();
+        let mut rows: Vec<LogRow<'_>> = Vec::new();
         loop {
             let i = self.next.fetch_add(1, Ordering::Relaxed);
-            let Some(&(s, start, end)) = self.work.get(i) else { return selections };
-            self.scan_chunk(s, start, end, &mut selections, &mut scores);
+            let wanted = |key: &[u8]| self.queries.iter().any(|q| q.k > 0 && q.covers(key));
+            match self.work.get(i) {
+                None => return Ok(selections),
+                Some(&Work::Cold { segment, start, end }) => self.scan_chunk(segment, start, end, &mut selections, &mut scores),
+                Some(&Work::Warm { segment, start, end }) => {
+                    let (sealed, positions) = self.warm[segment];
+                    rows.clear();
+                    log_rows::warm_rows(self.view, sealed, &positions[start..end], wanted, &mut rows)?;
+                    for tile in rows.chunks(TILE_ROWS) {
+                        self.score_log_tile(tile, &mut selections, &mut scores)?;
+                    }
+                }
+                Some(&Work::Hot { segment, start, end }) => {
+                    let (id, hot, _) = self.hot[segment];
+                    let commits = log_rows::hot_commits(hot, start, end);
+                    let mut rows: Vec<LogRow<'_>> = Vec::new();
+                    log_rows::hot_rows(self.liveness.shared, self.view, id, &commits, wanted, &mut rows)?;
+                    for tile in rows.chunks(TILE_ROWS) {
+                        self.score_log_tile(tile, &mut selections, &mut scores)?;
+                    }
+                }
+            }
         }
+    }
+
+    /// Scores a tile of hot or warm rows against every query covering one of its keys and
+    /// offers those the view reads (asked of the index only for rows a top-k would keep).
+    fn score_log_tile(&self, tile: &[LogRow<'_>], selections: &mut [TopK], scores: &mut Scores<'a>) -> Result<()> {
+        let queries = self.queries;
+        let vectors: Vec<&[f32]> = tile.iter().map(|row| row.vector).collect();
+        // Hot and warm norms are not cached: one more sum over vectors already in cache.
+        let mut norms = vec![0.0; vectors.len()];
+        if queries.iter().any(|q| q.metric == Metric::Cosine) {
+            kernels::norms(&vectors, &mut norms);
+        }
+        let covers = |i: usize, row: &LogRow<'_>| queries[i].covers(row.key);
+        scores.compute(queries, |i| queries[i].k > 0 && tile.iter().any(|row| covers(i, row)), &vectors, false);
+        // What the index said of each row, asked once whatever the number of queries: the
+        // record the view reads there, or `None` (superseded, deleted, expired).
+        let mut said: Vec<Option<Option<Record>>> = tile.iter().map(|_| None).collect();
+        for (qi, raw) in scores.rows() {
+            let (query, selection) = (&queries[qi], &mut selections[qi]);
+            for (j, ((row, &value), &norm)) in tile.iter().zip(raw).zip(&norms).enumerate() {
+                if !covers(qi, row) {
+                    continue;
+                }
+                let distance = query.distance(value, norm);
+                if !query.passes_min_score(distance) || !selection.admits(super::topk::sanitize(distance)) {
+                    continue;
+                }
+                if said[j].is_none() {
+                    said[j] = Some(self.liveness.live_record(row)?);
+                }
+                let Some(Some(record)) = &said[j] else { continue };
+                if query.filter.is_none_or(|f| f(record)) {
+                    selection.offer(distance, || row.key.to_vec(), row.origin);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Scores rows `[start, end)` of segment `s`, all within one norms chunk.
@@ -550,7 +425,6 @@ impl<'a> ColdScan<'a> {
         let validity = segment.buffer(crate::cold::layout::Column::EmbeddingValidity);
         let has_embedding = |r: usize| validity[r / 8] & (1 << (r % 8)) != 0;
         let row_vector = |r: usize| &matrix[r * dim..(r + 1) * dim];
-        let shadowed = &self.shadowed[s];
         let (seq, now) = (self.view.seq, self.view.now_ms);
         let seqs = segment.u64s(crate::cold::layout::Column::Seq);
         let expiries = segment.u64s(crate::cold::layout::Column::ExpiresAt);
@@ -562,21 +436,21 @@ impl<'a> ColdScan<'a> {
         // (candidate or not: the cache serves later views) and caches them at the end.
         let mut filling: Option<Vec<f32>> =
             (self.norms && cached_norms.is_none() && (start..end) == chunk_rows).then(|| vec![0.0; chunk_rows.len()]);
-        // Rows that can be hits at all (embedding present, not shadowed, visible, live).
+        // Rows that can be hits at all (embedding present, visible, live); whether a newer
+        // hot or warm version shadows one is asked of the index once it would be kept.
         let mut candidates: Vec<usize> = Vec::with_capacity(TILE_ROWS);
         let mut vectors: Vec<&[f32]> = Vec::with_capacity(TILE_ROWS);
         let mut norms: Vec<f32> = Vec::with_capacity(TILE_ROWS);
         let mut distances: Vec<f32> = Vec::with_capacity(TILE_ROWS);
+        // Per candidate of the tile: whether the index shadows it (asked once, when some
+        // query would keep the row).
+        let mut shadowed: Vec<Option<bool>> = Vec::with_capacity(TILE_ROWS);
         let mut tile_start = start;
         while tile_start < end {
             let tile_end = (tile_start + TILE_ROWS).min(end);
             candidates.clear();
-            candidates.extend((tile_start..tile_end).filter(|&r| {
-                has_embedding(r)
-                    && shadowed[r / 64].load(Ordering::Relaxed) & (1 << (r % 64)) == 0
-                    && seqs[r] <= seq
-                    && (expiries[r] == 0 || expiries[r] > now)
-            }));
+            candidates
+                .extend((tile_start..tile_end).filter(|&r| has_embedding(r) && seqs[r] <= seq && (expiries[r] == 0 || expiries[r] > now)));
             norms.clear();
             if let Some(fill) = filling.as_mut() {
                 vectors.clear();
@@ -600,6 +474,8 @@ impl<'a> ColdScan<'a> {
             let (Some(&first), Some(&last)) = (candidates.first(), candidates.last()) else { continue };
             vectors.clear();
             vectors.extend(candidates.iter().map(|&r| row_vector(r)));
+            shadowed.clear();
+            shadowed.resize(candidates.len(), None);
             let ranges = &self.ranges[s];
             // The queries whose row range meets the tile's candidates.
             scores.compute(self.queries, |i| self.queries[i].k > 0 && ranges[i].0 <= last && first < ranges[i].1, &vectors, true);
@@ -612,12 +488,15 @@ impl<'a> ColdScan<'a> {
                 // exact checks (and the key, and the filter) run for those alone.
                 query.cold_distances(&raw[js.clone()], tile_norms, dim, &mut distances);
                 let mut bound = query.bound(selection);
-                for (&r, &distance) in candidates[js].iter().zip(&distances) {
+                for ((j, &r), &distance) in js.clone().zip(&candidates[js]).zip(&distances) {
                     if distance > bound {
                         continue;
                     }
                     let distance = if query.metric == Metric::L2 { kernels::l2_squared(query.vector, row_vector(r)) } else { distance };
                     if !query.passes_min_score(distance) || !selection.admits(super::topk::sanitize(distance)) {
+                        continue;
+                    }
+                    if *shadowed[j].get_or_insert_with(|| self.liveness.shadows_cold(segment.key(r))) {
                         continue;
                     }
                     if query.filter.is_none_or(|f| f(&Record::from_cold(segment, r))) {
@@ -629,59 +508,6 @@ impl<'a> ColdScan<'a> {
         }
         if let Some(fill) = filling {
             segment.cache_norms(chunk, fill.into_boxed_slice());
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::ops::Bound;
-
-    use super::*;
-
-    fn contains(range: &KeyRange, key: &[u8]) -> bool {
-        let above = match &range.lower {
-            Bound::Included(l) => key >= l.as_slice(),
-            Bound::Excluded(l) => key > l.as_slice(),
-            Bound::Unbounded => true,
-        };
-        let below = match &range.upper {
-            Bound::Included(u) => key <= u.as_slice(),
-            Bound::Excluded(u) => key < u.as_slice(),
-            Bound::Unbounded => true,
-        };
-        above && below
-    }
-
-    /// Every key of a dense set of probes lies in exactly one part when it lies in the
-    /// range, in none otherwise, and the parts ascend: for every kind of bound, sample set
-    /// and part count.
-    #[test]
-    fn cut_range_partitions_the_range_exactly() {
-        let probes: Vec<Vec<u8>> = (0u8..=40).map(|b| vec![b]).chain((0u8..=40).map(|b| vec![b, 0])).chain([vec![]]).collect();
-        let bounds = |v: u8| [Bound::Included(vec![v]), Bound::Excluded(vec![v]), Bound::Unbounded];
-        for lower in bounds(5) {
-            for upper in bounds(30) {
-                let range = KeyRange { lower: lower.clone(), upper };
-                for stride in 1..6usize {
-                    let sampled: Vec<Vec<u8>> = (0u8..=40).step_by(stride).map(|b| vec![b]).collect();
-                    let samples: Vec<&[u8]> = sampled.iter().map(Vec::as_slice).filter(|k| range_contains_strictly(&range, k)).collect();
-                    for parts in 0..12 {
-                        let cut = cut_range(&range, &samples, parts);
-                        assert!(!cut.is_empty() && cut.len() <= parts.max(1), "{parts} parts asked, {} given", cut.len());
-                        for probe in &probes {
-                            let holders = cut.iter().filter(|p| contains(p, probe)).count();
-                            assert_eq!(holders, usize::from(contains(&range, probe)), "probe {probe:?}, range {range:?}, cut {cut:?}");
-                        }
-                        for pair in cut.windows(2) {
-                            let (Bound::Excluded(end), Bound::Included(start)) = (&pair[0].upper, &pair[1].lower) else {
-                                panic!("parts meet at a cut: {cut:?}")
-                            };
-                            assert_eq!(end, start);
-                        }
-                    }
-                }
-            }
         }
     }
 }
