@@ -448,13 +448,22 @@ impl Shared {
     }
 
     /// Drops the versions the group superseded that no reader can see any more.
+    /// Each version removed is marked dead in its segment (`DeadRows`) for searches.
     fn prune_after(&self, group: &[PendingCommit], superseding: &[(usize, usize)]) {
         let mut deferred = Vec::new();
+        // The table holds every segment an index version points into: retirement removes a
+        // segment's index entries before the segment.
+        let table = self.segments.load();
+        let dead = |version: &Version| {
+            if let Some(segment) = table.get(version.segment_id) {
+                segment.dead_rows().mark(version.offset);
+            }
+        };
         if !superseding.is_empty() {
             let pins = self.snapshots.pins_with_visible(&self.visible_seq);
             for &(c, r) in superseding {
                 let key = &group[c].bytes.bytes()[group[c].views[r].key.clone()];
-                if self.index.prune(key, &pins) {
+                if self.index.prune(key, &pins, dead) {
                     deferred.push(Box::from(key));
                 }
             }
@@ -469,7 +478,7 @@ impl Shared {
             let pins = self.snapshots.pins_with_visible(&self.visible_seq);
             for _ in 0..budget.min(state.1.len()) {
                 let Some(key) = state.1.pop_front() else { break };
-                if self.index.prune(&key, &pins) {
+                if self.index.prune(&key, &pins, dead) {
                     state.1.push_back(key);
                 }
             }

@@ -281,9 +281,10 @@ impl Index {
     /// ascending. A version is kept if it is the newest, if some pin falls in
     /// `[its seq, next newer version's seq)`, or if the next newer version is above the last
     /// pin: it was published after the pins were read, and a reader may have pinned between
-    /// (pruners run concurrently with later leaders). Returns whether a superseded version
-    /// was kept (the caller retries those keys later).
-    pub(crate) fn prune(&self, key: &[u8], pins: &[u64]) -> bool {
+    /// (pruners run concurrently with later leaders). Each version removed is handed to
+    /// `removed` (no reader reads it again: `DeadRows`). Returns whether a superseded
+    /// version was kept (the caller retries those keys later).
+    pub(crate) fn prune(&self, key: &[u8], pins: &[u64], mut removed: impl FnMut(&Version)) -> bool {
         debug_assert!(pins.windows(2).all(|w| w[0] <= w[1]), "pins are sorted");
         let lower = Probe(key, u64::MAX);
         let upper = Probe(key, 0);
@@ -299,8 +300,8 @@ impl Index {
                 let needed = newer_than_pins || pins.get(first_pin_at_or_above).is_some_and(|&p| p < newer);
                 if needed {
                     kept_for_snapshot = true;
-                } else {
-                    entry.remove();
+                } else if entry.remove() {
+                    removed(entry.value());
                 }
             }
             newer_seq = Some(seq);
@@ -455,11 +456,11 @@ mod tests {
             index.insert(b"k", seq, version(offset, VersionKind::Put));
         }
         // Pins at 5 (sees seq 4) and 9 (sees seq 9): seqs 1 and 7 go.
-        index.prune(b"k", &[5, 9]);
+        index.prune(b"k", &[5, 9], |_| {});
         let seqs: Vec<u64> = (0..=10).filter_map(|s| index.newest_at(b"k", s).map(|(q, _)| q)).collect();
         assert_eq!(seqs, vec![4, 4, 4, 4, 4, 9, 9], "reads at 4..=8 see seq 4, at 9..=10 seq 9, below 4 nothing");
         assert_eq!(index.entries_count(), 2);
-        index.prune(b"k", &[20]);
+        index.prune(b"k", &[20], |_| {});
         assert_eq!(index.entries_count(), 1, "the newest version always stays");
     }
 
@@ -471,9 +472,9 @@ mod tests {
         }
         // Pins read when the visible seq was 10: seq 11 and 12 were published later, and a
         // reader may have pinned at 11 meanwhile, so 11 stays; 3 is what a reader at 10 sees.
-        assert!(index.prune(b"k", &[10]), "kept versions are reported for a retry");
+        assert!(index.prune(b"k", &[10], |_| {}), "kept versions are reported for a retry");
         assert_eq!(index.entries_count(), 3);
-        assert!(!index.prune(b"k", &[12]));
+        assert!(!index.prune(b"k", &[12], |_| {}));
         assert_eq!(index.entries_count(), 1);
     }
 

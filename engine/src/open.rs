@@ -60,7 +60,9 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Db> {
         (false, None) => Some(WriteTotals::default()), // never compacted: the log is the whole history
         (true, None) => None,                          // a version 1 MANIFEST: counting starts now
     };
-    let (index, mut last_seq, logical_after) = build_index(&loaded, embedding_dim, counted.map_or(u64::MAX, |t| t.seq))?;
+    let BuiltIndex { index, mut last_seq, logical_after, active_dead } =
+        build_index(&loaded, embedding_dim, counted.map_or(u64::MAX, |t| t.seq))?;
+    let active_id = loaded.active.as_ref().map(|active| active.segment_id);
     let mut written = counted.map_or((0, 0), |totals| write_totals(&totals, &loaded, logical_after));
     last_seq = last_seq.max(manifest.seq_max);
     if !has_manifest {
@@ -123,6 +125,10 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Db> {
     };
     if let Some(writer) = &writer {
         table.segments.insert(writer.segment_id, SegmentRef::Hot(writer.hot.clone()));
+    }
+    // The active segment's superseded records, wherever it went (hot, or sealed above).
+    if let Some(segment) = active_id.and_then(|id| table.get(id)) {
+        active_dead.iter().for_each(|&offset| segment.dead_rows().mark(offset));
     }
     let parts = SharedParts { index, table, last_seq, writer, lock, manifest, orphans_removed, written };
     let shared = Arc::new(Shared::new(dir.to_path_buf(), options, embedding_dim, parts));
@@ -353,10 +359,11 @@ fn load_segments(vfs: &dyn Vfs, segment_files: &[(u32, PathBuf)], embedding_dim:
 }
 
 /// Builds the index newest segment first, newest record first: only the newest version of
-/// each key is inserted (nothing is pinned at open). Returns it with the newest seq and the
-/// logical bytes of every record newer than `counted_seq` (`write_totals`).
-fn build_index(loaded: &LoadedSegments, embedding_dim: usize, counted_seq: u64) -> Result<(Index, u64, u64)> {
+/// each key is inserted (nothing is pinned at open); the older ones are marked dead in their
+/// sealed segment (`DeadRows`), or listed for the active one (`BuiltIndex::active_dead`).
+fn build_index(loaded: &LoadedSegments, embedding_dim: usize, counted_seq: u64) -> Result<BuiltIndex> {
     let index = Index::default();
+    let mut active_dead = Vec::new();
     let mut logical_after = 0u64;
     let mut last_seq = loaded.sealed.iter().map(|s| s.trailer.seq_max).max().unwrap_or(0);
     if let Some(active) = &loaded.active {
@@ -366,6 +373,8 @@ fn build_index(loaded: &LoadedSegments, embedding_dim: usize, counted_seq: u64) 
             let key = &active.bytes.bytes()[view.key.clone()];
             if !index.contains_key(key) {
                 index.insert(key, view.seq, Version::of_record(active.segment_id, view.start() as u32, view));
+            } else {
+                active_dead.push(view.start() as u32);
             }
         }
     }
@@ -382,10 +391,23 @@ fn build_index(loaded: &LoadedSegments, embedding_dim: usize, counted_seq: u64) 
                     expires_at_ms: entry.expires_at_ms,
                 };
                 index.insert(entry.key, entry.seq, version);
+            } else {
+                segment.dead.mark(entry.offset);
             }
         }
     }
-    Ok((index, last_seq, logical_after))
+    Ok(BuiltIndex { index, last_seq, logical_after, active_dead })
+}
+
+/// What `build_index` gives.
+struct BuiltIndex {
+    index: Index,
+    /// The newest seq of the log.
+    last_seq: u64,
+    /// Logical bytes of every record newer than the `counted_seq` asked for (`write_totals`).
+    logical_after: u64,
+    /// Offsets of the active segment's records that an index version supersedes.
+    active_dead: Vec<u32>,
 }
 
 /// `Stats`' write counters (logical, disk) at open: the MANIFEST's `totals`, plus what the

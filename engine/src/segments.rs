@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::cold::set::ColdSet;
+use crate::log::dead_rows::DeadRows;
 use crate::log::hot::HotSegment;
 use crate::log::segment::SealedSegment;
 use crate::Tier;
@@ -17,6 +18,16 @@ pub(crate) enum SegmentRef {
     Hot(Arc<HotSegment>),
     /// A sealed segment: records are read from its map.
     Sealed(Arc<SealedSegment>),
+}
+
+impl SegmentRef {
+    /// The records of this segment no reader can read again.
+    pub(crate) fn dead_rows(&self) -> &DeadRows {
+        match self {
+            SegmentRef::Hot(hot) => &hot.dead,
+            SegmentRef::Sealed(sealed) => &sealed.dead,
+        }
+    }
 }
 
 #[derive(Clone, Default)]
@@ -52,7 +63,7 @@ impl SegmentTable {
     }
 
     /// Sealed segments not yet compacted, ascending by id.
-    pub(crate) fn warm(&self) -> impl Iterator<Item = &Arc<SealedSegment>> + '_ {
+    pub(crate) fn warm(&self) -> impl DoubleEndedIterator<Item = &Arc<SealedSegment>> + '_ {
         self.segments.iter().filter(|(id, _)| !self.retired.contains(id)).filter_map(|(_, s)| match s {
             SegmentRef::Sealed(sealed) => Some(sealed),
             SegmentRef::Hot(_) => None,

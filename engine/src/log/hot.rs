@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwapOption;
 
+use super::dead_rows::DeadRows;
 use super::record::{self, RecordView};
 use crate::io::aligned::AlignedBytes;
 
@@ -34,12 +35,18 @@ const _: () = assert!((FIRST_CHUNK_SLOTS as u64) * ((1u64 << CHUNKS) - 1) >= cra
 /// One commit's buffer and the segment offset it starts at.
 struct Slot {
     offset: AtomicU32,
+    /// The length of the commit's first record (0 for the buffer recovery rebuilt, which
+    /// starts with the segment header): a search passes over a commit whose first record is
+    /// dead and whose rest is too short for another it could use (`vector::log_rows`).
+    first_len: AtomicU32,
     buffer: ArcSwapOption<AlignedBytes>,
 }
 
 /// The active segment's records, readable without locks while the writer appends.
 pub(crate) struct HotSegment {
     pub(crate) embedding_dim: usize,
+    /// Records no reader can read again (shared with the sealed segment that replaces this).
+    pub(crate) dead: Arc<DeadRows>,
     chunks: [OnceLock<Box<[Slot]>>; CHUNKS],
     /// Slots readers may use.
     published: AtomicUsize,
@@ -58,6 +65,7 @@ impl HotSegment {
     pub(crate) fn new(embedding_dim: usize) -> Self {
         HotSegment {
             embedding_dim,
+            dead: Arc::default(),
             chunks: std::array::from_fn(|_| OnceLock::new()),
             published: AtomicUsize::new(0),
             writer: Mutex::new(()),
@@ -84,9 +92,16 @@ impl HotSegment {
         debug_assert!(i == 0 || u64::from(offset) >= self.end(), "buffers are added in offset order");
         let (chunk, at) = locate(i);
         let slots = self.chunks[chunk].get_or_init(|| {
-            (0..FIRST_CHUNK_SLOTS << chunk).map(|_| Slot { offset: AtomicU32::new(u32::MAX), buffer: ArcSwapOption::empty() }).collect()
+            (0..FIRST_CHUNK_SLOTS << chunk)
+                .map(|_| Slot { offset: AtomicU32::new(u32::MAX), first_len: AtomicU32::new(0), buffer: ArcSwapOption::empty() })
+                .collect()
         });
+        let first_len = match offset {
+            0 => 0,
+            _ => record::parse_trusted(bytes.bytes(), 0, self.embedding_dim).map_or(0, |view| view.len as u32),
+        };
         slots[at].offset.store(offset, Ordering::Relaxed);
+        slots[at].first_len.store(first_len, Ordering::Relaxed);
         slots[at].buffer.store(Some(bytes));
         self.published.store(i + 1, Ordering::Release);
     }
@@ -142,6 +157,13 @@ impl HotSegment {
     /// How many commits readers may use now (`commit(i)` for `i` below it).
     pub(crate) fn published(&self) -> usize {
         self.published.load(Ordering::Acquire)
+    }
+
+    /// The segment offset commit `i` (below a count `published` gave) starts at, and the
+    /// length of its first record (0 when unknown: the buffer recovery rebuilt).
+    pub(crate) fn commit_start(&self, i: usize) -> (u32, u32) {
+        let slot = self.slot(i);
+        (slot.offset.load(Ordering::Relaxed), slot.first_len.load(Ordering::Relaxed))
     }
 
     /// Commit `i` (below a count `published` gave): the segment offset it starts at and its

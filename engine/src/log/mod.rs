@@ -5,6 +5,7 @@
 //! `format-spec/log-segment.md`.
 
 pub(crate) mod commit;
+pub(crate) mod dead_rows;
 pub(crate) mod header;
 pub(crate) mod hot;
 pub(crate) mod record;

@@ -3,8 +3,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
+use super::dead_rows::DeadRows;
 use super::header::{SegmentHeader, SEGMENT_HEADER_LEN};
 use super::record::{self, RecordView};
 use super::trailer::{HintEntry, Trailer};
@@ -24,6 +25,8 @@ pub(crate) struct SealedSegment {
     /// in file order: what a search scans (`vector::log_rows`). 4 bytes per such record,
     /// computed on the first search.
     embedded_puts: OnceLock<Box<[u32]>>,
+    /// Records no reader can read again (`DeadRows`), shared with the hot segment this was.
+    pub(crate) dead: Arc<DeadRows>,
     /// One bit per `VERIFIED_GRANULE` bytes of the file: set once the record starting there
     /// passed its checksum (`record_checked_once`). Allocated on the first checked read.
     verified: OnceLock<Box<[AtomicU64]>>,
@@ -72,8 +75,14 @@ impl SealedSegment {
             trailer,
             map,
             embedded_puts: OnceLock::new(),
+            dead: Arc::default(),
             verified: OnceLock::new(),
         })
+    }
+
+    /// This segment, its dead records marked in `dead` (the hot segment's, when sealing).
+    pub(crate) fn sharing_dead_rows(self, dead: Arc<DeadRows>) -> SealedSegment {
+        SealedSegment { dead, ..self }
     }
 
     pub(crate) fn bytes(&self) -> &[u8] {

@@ -269,6 +269,7 @@ impl ActiveSegment {
         }
         self.write_out(trailer)?;
         self.sync()?;
-        SealedSegment::open(vfs, &self.path, self.segment_id, self.embedding_dim)
+        let sealed = SealedSegment::open(vfs, &self.path, self.segment_id, self.embedding_dim)?;
+        Ok(sealed.sharing_dead_rows(self.hot.dead.clone()))
     }
 }

@@ -3,20 +3,25 @@
 //! segment's in-memory commits — superseded versions included: no index walk, so these
 //! rows cost what cold rows do, memory bandwidth.
 //!
-//! Which of them the search's view actually reads is decided by the index, and only for the
-//! rows whose score the top-k would keep (`Liveness`): a row is the view's record of its key
+//! Records the index pruned (no reader can read them again) are skipped first, by their
+//! segment's `DeadRows`. Which of the others the search's view actually reads is decided by
+//! the index, and only for the rows whose score the top-k would keep (`Liveness`): a row is the view's record of its key
 //! iff the newest version of that key at the view's seq is this very record (segment and
 //! offset) and is live. The same probe tells whether a cold row is shadowed: any version of
 //! its key at the view's seq in a segment the table does not list as retired is newer
 //! (`ReadView::get`'s rule). In a random order only about k·ln(n/k) rows of n enter a top-k,
-//! so the probes are few; a superseded or shadowed row that would have entered is simply
-//! not offered, and the scan goes on.
+//! so the probes are few — once the top-k is full. Until it is, every row is asked: rows
+//! superseded but not yet pruned (a snapshot holds them) or cold rows shadowed by newer
+//! versions cost a probe each while no live row has filled it, which is why the scan takes
+//! the newest data (hot, then warm newest first) before the cold tier. A superseded or
+//! shadowed row is simply not offered, and the scan goes on.
 
 use std::sync::Arc;
 
 use super::topk::Origin;
 use crate::db::Shared;
 use crate::io::aligned::AlignedBytes;
+use crate::log::dead_rows::DeadRows;
 use crate::log::hot::HotSegment;
 use crate::log::record::{self, RecordKind};
 use crate::log::segment::SealedSegment;
@@ -51,7 +56,7 @@ pub(crate) fn warm_rows<'a>(
     let origin_of = |offset: u32| Origin::Sealed { segment_id: segment.segment_id, offset };
     for &at in positions {
         let (entry, vector) = segment.embedded_put(at)?;
-        if visible(view, entry.seq, entry.expires_at_ms) && wanted(entry.key) {
+        if !segment.dead.is_dead(entry.offset) && visible(view, entry.seq, entry.expires_at_ms) && wanted(entry.key) {
             let offset = entry.offset;
             out.push(LogRow { vector, key: entry.key, segment_id: segment.segment_id, offset, origin: origin_of(offset) });
         }
@@ -59,10 +64,29 @@ pub(crate) fn warm_rows<'a>(
     Ok(())
 }
 
-/// Commits `[start, end)` of `hot` (below a count `HotSegment::published` gave), held for
-/// the rows `hot_rows` borrows from them.
-pub(crate) fn hot_commits(hot: &HotSegment, start: usize, end: usize) -> Vec<(u32, Arc<AlignedBytes>)> {
-    (start..end).filter_map(|i| hot.commit(i)).collect()
+/// The commits among `[start, end)` of `hot` (below `published`, the count
+/// `HotSegment::published` gave) that may hold a put with an embedding the search can use,
+/// held for the rows `hot_rows` borrows from them. A commit is passed over without touching
+/// its buffer when the bytes up to the next commit (its length, or more: group marks sit
+/// between commits) are too few for any record with an embedding, or when its first record
+/// is dead and the bytes after it too few (a lone overwritten put, the common case).
+pub(crate) fn hot_commits(hot: &HotSegment, (start, end): (usize, usize), published: usize) -> Vec<(u32, Arc<AlignedBytes>)> {
+    let smallest = record::encoded_len(1, hot.embedding_dim, 0) as u32;
+    let mut commits = Vec::with_capacity(end - start);
+    for i in start..end {
+        if i + 1 < published {
+            let (offset, first_len) = hot.commit_start(i);
+            let span = hot.commit_start(i + 1).0.saturating_sub(offset);
+            let rest = span.saturating_sub(first_len);
+            if span < smallest || (first_len > 0 && rest < smallest && hot.dead.is_dead(offset)) {
+                continue;
+            }
+        }
+        if let Some(commit) = hot.commit(i) {
+            commits.push(commit);
+        }
+    }
+    commits
 }
 
 /// Appends to `out` the puts with an embedding in `commits` (of hot segment `segment_id`)
@@ -71,7 +95,7 @@ pub(crate) fn hot_commits(hot: &HotSegment, start: usize, end: usize) -> Vec<(u3
 pub(crate) fn hot_rows<'a>(
     shared: &Shared,
     view: &ReadView,
-    segment_id: u32,
+    (segment_id, dead): (u32, &DeadRows),
     commits: &'a [(u32, Arc<AlignedBytes>)],
     wanted: impl Fn(&[u8]) -> bool,
     out: &mut Vec<LogRow<'a>>,
@@ -87,6 +111,9 @@ pub(crate) fn hot_rows<'a>(
             })?;
             at += parsed.len;
             let Some(embedding) = parsed.embedding.clone() else { continue };
+            if dead.is_dead(offset) {
+                continue;
+            }
             let key = &bytes[parsed.key.clone()];
             if parsed.kind == RecordKind::Put && visible(view, parsed.seq, parsed.expires_at_ms) && wanted(key) {
                 let vector: &[f32] = bytemuck::cast_slice(&bytes[embedding]); // aligned as in `Record::embedding`

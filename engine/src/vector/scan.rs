@@ -174,11 +174,29 @@ pub(crate) fn search(shared: &Shared, view: &ReadView, searches: &[&Search<'_>],
     if queries.iter().all(|q| q.k == 0) {
         return Ok(vec![Vec::new(); queries.len()]);
     }
-    // Work: row chunks of every cold segment (aligned to the norms cache's chunks), within
-    // the union of the queries' row ranges; then the warm segments' and the hot segment's
-    // records, in file order.
-    let cold = &view.table.cold;
+    // Work: the hot segment's commits, then the warm segments' embedded puts, newest first
+    // (the data most likely live fills the top-k first: see `log_rows`), then row chunks of
+    // every cold segment (aligned to the norms cache's chunks) within the union of the
+    // queries' row ranges.
     let mut work: Vec<Work> = Vec::new();
+    let hot: Vec<(u32, &Arc<HotSegment>, usize)> = view
+        .table
+        .segments
+        .iter()
+        .filter_map(|(&id, s)| match s {
+            SegmentRef::Hot(hot) => Some((id, hot, hot.published())),
+            SegmentRef::Sealed(_) => None,
+        })
+        .collect();
+    for (h, &(_, _, published)) in hot.iter().enumerate() {
+        work.extend(chunks(published, HOT_CHUNK_COMMITS).map(|(start, end)| Work::Hot { segment: h, start, end }));
+    }
+    let warm: Vec<(&Arc<SealedSegment>, &[u32])> =
+        view.table.warm().rev().map(|segment| Ok((segment, segment.embedded_puts()?))).collect::<Result<_>>()?;
+    for (w, (_, positions)) in warm.iter().enumerate() {
+        work.extend(chunks(positions.len(), WARM_CHUNK_ROWS).map(|(start, end)| Work::Warm { segment: w, start, end }));
+    }
+    let cold = &view.table.cold;
     let mut ranges: Vec<Vec<(usize, usize)>> = Vec::with_capacity(cold.segments.len());
     for (s, segment) in cold.segments.iter().enumerate() {
         let per_query: Vec<(usize, usize)> = queries.iter().map(|q| prefix_rows(segment, q.prefix)).collect();
@@ -193,23 +211,6 @@ pub(crate) fn search(shared: &Shared, view: &ReadView, searches: &[&Search<'_>],
             start = end;
         }
         ranges.push(per_query);
-    }
-    let warm: Vec<(&Arc<SealedSegment>, &[u32])> =
-        view.table.warm().map(|segment| Ok((segment, segment.embedded_puts()?))).collect::<Result<_>>()?;
-    for (w, (_, positions)) in warm.iter().enumerate() {
-        work.extend(chunks(positions.len(), WARM_CHUNK_ROWS).map(|(start, end)| Work::Warm { segment: w, start, end }));
-    }
-    let hot: Vec<(u32, &Arc<HotSegment>, usize)> = view
-        .table
-        .segments
-        .iter()
-        .filter_map(|(&id, s)| match s {
-            SegmentRef::Hot(hot) => Some((id, hot, hot.published())),
-            SegmentRef::Sealed(_) => None,
-        })
-        .collect();
-    for (h, &(_, _, published)) in hot.iter().enumerate() {
-        work.extend(chunks(published, HOT_CHUNK_COMMITS).map(|(start, end)| Work::Hot { segment: h, start, end }));
     }
 
     let norms = queries.iter().any(|q| q.metric != Metric::Dot);
@@ -368,10 +369,10 @@ impl<'a> Scan<'a> {
                     }
                 }
                 Some(&Work::Hot { segment, start, end }) => {
-                    let (id, hot, _) = self.hot[segment];
-                    let commits = log_rows::hot_commits(hot, start, end);
+                    let (id, hot, published) = self.hot[segment];
+                    let commits = log_rows::hot_commits(hot, (start, end), published);
                     let mut rows: Vec<LogRow<'_>> = Vec::new();
-                    log_rows::hot_rows(self.liveness.shared, self.view, id, &commits, wanted, &mut rows)?;
+                    log_rows::hot_rows(self.liveness.shared, self.view, (id, &hot.dead), &commits, wanted, &mut rows)?;
                     for tile in rows.chunks(TILE_ROWS) {
                         self.score_log_tile(tile, &mut selections, &mut scores)?;
                     }
