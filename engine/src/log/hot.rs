@@ -9,17 +9,17 @@
 //! and a search walks the published commits in order (`published`, `commit`).
 //!
 //! **Invariants.** Only the writer (under the writer lock; `writer` here makes it so) adds
-//! and truncates. Slots `[0, published)` are immutable while published; `published` is
-//! stored with Release after a slot is filled and loaded with Acquire by readers. A
-//! truncation (a failed group, never published in the index) lowers `published`; the slots
-//! above are refilled later with offsets at or above the truncation point, so a reader that
-//! still uses the old count and probes them compares an offset above every record it can
-//! look for (the index points into published commits only), whichever value it sees.
+//! and truncates. Every slot is written once: its buffer is a `OnceLock`, so a reader
+//! borrows it for as long as it holds the segment, with no reference count to touch (a
+//! search walks every commit). `published` is stored with Release after a slot is filled
+//! and loaded with Acquire by readers. A truncation (a failed group, never published in the
+//! index) lowers `published` and is the segment's last change: the writer is dropped after
+//! a failed group (`Shared::publish` poisons), so no commit follows one into this mirror,
+//! and the slots above keep their buffers, unreachable through the index, until the mirror
+//! is dropped.
 
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-
-use arc_swap::ArcSwapOption;
 
 use super::dead_rows::DeadRows;
 use super::record::{self, RecordView};
@@ -39,7 +39,7 @@ struct Slot {
     /// starts with the segment header): a search passes over a commit whose first record is
     /// dead and whose rest is too short for another it could use (`vector::log_rows`).
     first_len: AtomicU32,
-    buffer: ArcSwapOption<AlignedBytes>,
+    buffer: OnceLock<Arc<AlignedBytes>>,
 }
 
 /// The active segment's records, readable without locks while the writer appends.
@@ -93,21 +93,26 @@ impl HotSegment {
         let (chunk, at) = locate(i);
         let slots = self.chunks[chunk].get_or_init(|| {
             (0..FIRST_CHUNK_SLOTS << chunk)
-                .map(|_| Slot { offset: AtomicU32::new(u32::MAX), first_len: AtomicU32::new(0), buffer: ArcSwapOption::empty() })
+                .map(|_| Slot { offset: AtomicU32::new(u32::MAX), first_len: AtomicU32::new(0), buffer: OnceLock::new() })
                 .collect()
         });
         let first_len = match offset {
             0 => 0,
             _ => record::parse_trusted(bytes.bytes(), 0, self.embedding_dim).map_or(0, |view| view.len as u32),
         };
+        if slots[at].buffer.set(bytes).is_err() {
+            // A commit after a truncation: unreachable (the writer is gone, see the module's
+            // invariants). Publishing nothing keeps every published slot as it was.
+            debug_assert!(false, "a commit added to a hot mirror after a truncation");
+            return;
+        }
         slots[at].offset.store(offset, Ordering::Relaxed);
         slots[at].first_len.store(first_len, Ordering::Relaxed);
-        slots[at].buffer.store(Some(bytes));
         self.published.store(i + 1, Ordering::Release);
     }
 
-    /// Drops every commit buffer that starts at or after `end` (the commits of a failed
-    /// group, never published in the index).
+    /// Unpublishes every commit buffer that starts at or after `end` (the commits of a
+    /// failed group, never published in the index): the mirror's last change.
     pub(crate) fn truncate(&self, end: u64) {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut n = self.published.load(Ordering::Relaxed);
@@ -124,7 +129,7 @@ impl HotSegment {
             0 => super::header::SEGMENT_HEADER_LEN as u64,
             n => {
                 let slot = self.slot(n - 1);
-                let len = slot.buffer.load().as_ref().map_or(0, |b| b.bytes().len());
+                let len = slot.buffer.get().map_or(0, |b| b.bytes().len());
                 u64::from(slot.offset.load(Ordering::Relaxed)) + len as u64
             }
         }
@@ -149,7 +154,7 @@ impl HotSegment {
     fn record_in(&self, i: usize, offset: u32) -> Option<(Arc<AlignedBytes>, RecordView)> {
         let slot = self.slot(i);
         let start = (offset - slot.offset.load(Ordering::Relaxed)) as usize;
-        let buffer = slot.buffer.load_full()?;
+        let buffer = slot.buffer.get()?.clone();
         let view = record::parse_trusted(buffer.bytes(), start, self.embedding_dim).ok()?;
         Some((buffer, view))
     }
@@ -167,11 +172,10 @@ impl HotSegment {
     }
 
     /// Commit `i` (below a count `published` gave): the segment offset it starts at and its
-    /// buffer. A slot refilled after a truncation gives the newer commit (see the module's
-    /// invariants): a caller checks what it reads against the index.
-    pub(crate) fn commit(&self, i: usize) -> Option<(u32, Arc<AlignedBytes>)> {
+    /// buffer, borrowed for as long as the mirror.
+    pub(crate) fn commit(&self, i: usize) -> Option<(u32, &Arc<AlignedBytes>)> {
         let slot = self.slot(i);
-        Some((slot.offset.load(Ordering::Relaxed), slot.buffer.load_full()?))
+        Some((slot.offset.load(Ordering::Relaxed), slot.buffer.get()?))
     }
 
     /// The buffer holding the record at `offset` and the record's start inside it, parsed.
@@ -210,7 +214,7 @@ mod tests {
         assert_eq!(hot.published(), added.len());
         for (i, (at, bytes)) in added.iter().enumerate() {
             let (got_at, got) = hot.commit(i).expect("a published commit");
-            assert!(got_at == *at && Arc::ptr_eq(&got, bytes), "commit {i}");
+            assert!(got_at == *at && Arc::ptr_eq(got, bytes), "commit {i}");
         }
         hot.truncate(u64::from(added[500].0));
         assert_eq!(hot.published(), 500);
@@ -235,10 +239,10 @@ mod tests {
         }
     }
 
-    /// A truncation (a failed group) drops the buffers from its offset on; the slots are
-    /// refilled by the commits after it, and every published record reads as before.
+    /// A truncation (a failed group) unpublishes the buffers from its offset on, and every
+    /// record before it reads as before.
     #[test]
-    fn truncate_drops_the_tail_and_later_commits_refill_it() {
+    fn truncate_drops_the_tail() {
         let hot = HotSegment::new(0);
         let commit = |seq: u64| {
             let key = format!("k{seq}");
@@ -257,18 +261,10 @@ mod tests {
         let cut = offsets[400];
         hot.truncate(u64::from(cut));
         assert_eq!(hot.end(), u64::from(cut));
-        assert!(hot.record(offsets[450]).is_none(), "a dropped commit is gone");
-        let mut offset = cut;
-        for seq in 1001..=1300 {
-            let bytes = commit(seq);
-            let len = bytes.bytes().len() as u32;
-            hot.add(offset, bytes);
-            offset += len;
-        }
+        assert_eq!(hot.published(), 400);
+        assert!(hot.record(offsets[450]).is_none() && hot.record(cut).is_none(), "a dropped commit is gone");
         for (i, &at) in offsets[..400].iter().enumerate() {
             assert_eq!(hot.record(at).map(|(_, v)| v.seq), Some(i as u64 + 1), "kept commit at {at}");
         }
-        assert_eq!(hot.record(cut).map(|(_, v)| v.seq), Some(1001), "the first commit after the cut");
-        assert_eq!(hot.end(), u64::from(offset));
     }
 }

@@ -16,8 +16,6 @@
 //! the newest data (hot, then warm newest first) before the cold tier. A superseded or
 //! shadowed row is simply not offered, and the scan goes on.
 
-use std::sync::Arc;
-
 use super::topk::Origin;
 use crate::db::Shared;
 use crate::io::aligned::AlignedBytes;
@@ -65,12 +63,11 @@ pub(crate) fn warm_rows<'a>(
 }
 
 /// The commits among `[start, end)` of `hot` (below `published`, the count
-/// `HotSegment::published` gave) that may hold a put with an embedding the search can use,
-/// held for the rows `hot_rows` borrows from them. A commit is passed over without touching
+/// `HotSegment::published` gave) that may hold a put with an embedding the search can use. A commit is passed over without touching
 /// its buffer when the bytes up to the next commit (its length, or more: group marks sit
 /// between commits) are too few for any record with an embedding, or when its first record
 /// is dead and the bytes after it too few (a lone overwritten put, the common case).
-pub(crate) fn hot_commits(hot: &HotSegment, (start, end): (usize, usize), published: usize) -> Vec<(u32, Arc<AlignedBytes>)> {
+pub(crate) fn hot_commits(hot: &HotSegment, (start, end): (usize, usize), published: usize) -> Vec<(u32, &AlignedBytes)> {
     let smallest = record::encoded_len(1, hot.embedding_dim, 0) as u32;
     let mut commits = Vec::with_capacity(end - start);
     for i in start..end {
@@ -82,8 +79,8 @@ pub(crate) fn hot_commits(hot: &HotSegment, (start, end): (usize, usize), publis
                 continue;
             }
         }
-        if let Some(commit) = hot.commit(i) {
-            commits.push(commit);
+        if let Some((offset, buffer)) = hot.commit(i) {
+            commits.push((offset, &**buffer));
         }
     }
     commits
@@ -96,15 +93,19 @@ pub(crate) fn hot_rows<'a>(
     shared: &Shared,
     view: &ReadView,
     (segment_id, dead): (u32, &DeadRows),
-    commits: &'a [(u32, Arc<AlignedBytes>)],
+    commits: &[(u32, &'a AlignedBytes)],
     wanted: impl Fn(&[u8]) -> bool,
     out: &mut Vec<LogRow<'a>>,
 ) -> Result<()> {
-    for (base, buffer) in commits {
-        let bytes = buffer.bytes();
-        let mut at = (crate::log::header::SEGMENT_HEADER_LEN as u32).saturating_sub(*base) as usize;
+    // Each commit is its own allocation: reading them one after another would wait for one
+    // cache miss (its descriptor, then its first line) at a time. Two tight passes first
+    // touch them all, so that many misses are in flight at once.
+    let buffers: Vec<&'a [u8]> = commits.iter().map(|(_, buffer)| buffer.bytes()).collect();
+    std::hint::black_box(buffers.iter().fold(0u8, |touched, bytes| touched ^ bytes.first().copied().unwrap_or(0)));
+    for (&(base, _), &bytes) in commits.iter().zip(&buffers) {
+        let mut at = (crate::log::header::SEGMENT_HEADER_LEN as u32).saturating_sub(base) as usize;
         while at < bytes.len() {
-            let offset = *base + at as u32;
+            let offset = base + at as u32;
             let parsed = record::parse_trusted(bytes, at, shared.embedding_dim).map_err(|e| {
                 let path = shared.dir.join(crate::io::fs::segment_file_name(segment_id));
                 Error::corruption(path, u64::from(offset), format!("hot record in the active segment's mirror: {}", e.detail()))

@@ -371,7 +371,7 @@ impl<'a> Scan<'a> {
                 Some(&Work::Hot { segment, start, end }) => {
                     let (id, hot, published) = self.hot[segment];
                     let commits = log_rows::hot_commits(hot, (start, end), published);
-                    let mut rows: Vec<LogRow<'_>> = Vec::new();
+                    rows.clear();
                     log_rows::hot_rows(self.liveness.shared, self.view, (id, &hot.dead), &commits, wanted, &mut rows)?;
                     for tile in rows.chunks(TILE_ROWS) {
                         self.score_log_tile(tile, &mut selections, &mut scores)?;
@@ -386,6 +386,9 @@ impl<'a> Scan<'a> {
     fn score_log_tile(&self, tile: &[LogRow<'_>], selections: &mut [TopK], scores: &mut Scores<'a>) -> Result<()> {
         let queries = self.queries;
         let vectors: Vec<&[f32]> = tile.iter().map(|row| row.vector).collect();
+        // The rows lie apart (each in its record): touch a value per cache line of every row
+        // first, so that their misses overlap instead of stalling the kernel row by row.
+        std::hint::black_box(vectors.iter().flat_map(|v| v.iter().step_by(16)).fold(0u32, |touched, &x| touched ^ x.to_bits()));
         // Hot and warm norms are not cached: one more sum over vectors already in cache.
         let mut norms = vec![0.0; vectors.len()];
         if queries.iter().any(|q| q.metric == Metric::Cosine) {
