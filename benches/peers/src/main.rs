@@ -19,7 +19,8 @@
 //! 6. durable puts of 4 KB records, 1, 4 and 8 threads, puts/s;
 //! 7. space: bytes in the directory / logical bytes; RssAnon and VmHWM at the end;
 //! 8. strata only: exact top-10 cosine search, one query at a time and batches of 64, as
-//!    loaded and after `compact()`, beside a plain in-RAM loop over the same matrix (one
+//!    loaded and after `compact()`, with every core and with one search thread (a read-only
+//!    handle on the same files), beside a plain in-RAM loop over the same matrix (one
 //!    thread, measured in the parent), whose top-10 lists strata's are compared with.
 //!
 //! Baselines (this process, before the engines): sequential write + fdatasync MB/s,
@@ -198,13 +199,22 @@ fn child(engine_name: &str, dir: &Path, config: &Config) -> Result<serde_json::V
         drop(engine);
         let db = strata::Db::open(dir, strata::Options::new().embedding_dim(DIM))?;
         let (loaded, loaded_batch, loaded_top) = search::strata(&db, DIM)?;
+        drop(db);
+        // The same files with one search thread (read-only: no background work moves data
+        // between the two measurements).
+        let one_thread = || strata::Options::new().embedding_dim(DIM).read_only(true).threads(1);
+        let (loaded_1, loaded_batch_1, _) = search::strata(&strata::Db::open(dir, one_thread())?, DIM)?;
+        let db = strata::Db::open(dir, strata::Options::new().embedding_dim(DIM))?;
         db.compact()?;
         let (compacted, compacted_batch, compacted_top) = search::strata(&db, DIM)?;
+        drop(db);
+        let (compacted_1, compacted_batch_1, _) = search::strata(&strata::Db::open(dir, one_thread())?, DIM)?;
         search = serde_json::json!({
             "loaded_qps": loaded, "loaded_batch_qps": loaded_batch, "loaded_top": loaded_top,
             "compacted_qps": compacted, "compacted_batch_qps": compacted_batch, "compacted_top": compacted_top,
+            "loaded_1_qps": loaded_1, "loaded_1_batch_qps": loaded_batch_1,
+            "compacted_1_qps": compacted_1, "compacted_1_batch_qps": compacted_batch_1,
         });
-        drop(db);
     } else {
         drop(engine);
     }
@@ -434,17 +444,20 @@ fn table(results: &[serde_json::Value], base: &Baselines, in_ram: Option<&search
             lists.iter().zip(&in_ram.top).filter(|(a, b)| a == b).count()
         };
         out += &format!(
-            "\nexact top-10 cosine, queries/s (strata with `Options::threads` = all cores; the plain in-RAM loop over the \
-             same matrix, one thread: {:.1} q/s):\n\n| strata | 1 query (/ loop) | batch of {} | lists identical to the loop's |\n|---|---:|---:|---:|\n",
+            "\nexact top-10 cosine, queries/s (strata with `Options::threads` = all cores, and 1; the plain in-RAM loop over the \
+             same matrix, one thread: {:.1} q/s):\n\n| strata | 1 query (/ loop) | batch of {} | 1 thread: 1 query (/ loop) | 1 thread: batch | lists identical to the loop's |\n|---|---:|---:|---:|---:|---:|\n",
             in_ram.qps,
             search::BATCH
         );
         for (label, key) in [("as loaded (auto_compact on)", "loaded"), ("after compact()", "compacted")] {
             let single = f(s, &format!("{key}_qps"));
+            let single_1 = f(s, &format!("{key}_1_qps"));
             out += &format!(
-                "| {label} | {single:.1} ({:.2}) | {:.1} | {} of {} |\n",
+                "| {label} | {single:.1} ({:.2}) | {:.1} | {single_1:.1} ({:.2}) | {:.1} | {} of {} |\n",
                 single / in_ram.qps,
                 f(s, &format!("{key}_batch_qps")),
+                single_1 / in_ram.qps,
+                f(s, &format!("{key}_1_batch_qps")),
                 same(&format!("{key}_top")),
                 search::QUERIES
             );
