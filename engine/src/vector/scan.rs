@@ -478,6 +478,11 @@ impl<'a> Scan<'a> {
             let (Some(&first), Some(&last)) = (candidates.first(), candidates.last()) else { continue };
             vectors.clear();
             vectors.extend(candidates.iter().map(|&r| row_vector(r)));
+            // One load per cache line of the tile's rows first, in one sequential stream:
+            // the kernel then reads them from L2. Scored straight from memory, three rows at
+            // a time (three interleaved streams, restarted every 3 KB), one query ran at
+            // 0.5 of a plain loop's bandwidth; with this pass, 0.8 (BENCHMARKS.md, search).
+            std::hint::black_box(matrix[first * dim..(last + 1) * dim].iter().step_by(16).fold(0u32, |t, &x| t ^ x.to_bits()));
             shadowed.clear();
             shadowed.resize(candidates.len(), None);
             let ranges = &self.ranges[s];
