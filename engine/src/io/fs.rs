@@ -121,7 +121,7 @@ pub(crate) fn read_bounded(vfs: &dyn Vfs, path: &Path, bytes_max: u64, what: &st
     Ok(Some(bytes))
 }
 
-/// Maps a sealed file read-only, through the seam.
+/// Maps a sealed file (or an active segment just recovered) read-only, through the seam.
 pub(crate) fn map(vfs: &dyn Vfs, path: &Path) -> Result<ReadOnlyMap> {
     vfs.map(path)
 }

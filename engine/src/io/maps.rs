@@ -1,13 +1,18 @@
-//! The one place in the engine with `unsafe`: read-only memory maps of sealed files.
+//! The one place in the engine with `unsafe`: read-only memory maps of files that no longer
+//! change (and, without `unsafe`, anonymous maps for large buffers).
 //!
 //! memmap2's contract (`Mmap::map` is `unsafe`): the behaviour is undefined if the mapped
 //! file is modified or truncated — by this process or another — while the map is alive,
 //! because the `&[u8]` handed out would change under Rust's aliasing rules or fault on
 //! access. strata upholds it as follows:
-//! 1. Only *sealed* files are mapped: a sealed log segment (its trailer was written and
-//!    fsynced before it was mapped) or a cold segment. **Invariant:** strata never opens a
-//!    sealed file for writing again; the write path only appends to the active segment,
-//!    which is never mapped, and recovery only truncates the active segment.
+//! 1. Only bytes that are never written again are mapped: a *sealed* log segment (its
+//!    trailer was written and fsynced before it was mapped), a cold segment, or the
+//!    *recovered prefix of the active segment*, mapped by a writable handle after recovery
+//!    cut the file to that prefix (`ActiveSegment::resume`). **Invariant:** strata never
+//!    opens a sealed file for writing again; the write path only appends to the active
+//!    segment, after the end it had when it was mapped (a failed write leaves the segment
+//!    broken, and nothing truncates it); recovery, the only truncation, runs before the map
+//!    is made, under the writer lock.
 //! 2. Deleting a mapped file (compaction) is fine: the inode lives until the map is dropped.
 //! 3. Another process writing the directory is excluded by the `LOCK` file for writers;
 //!    read-only handles never modify files. A user editing files by hand while strata runs
@@ -27,14 +32,16 @@ pub struct ReadOnlyMap {
 }
 
 impl ReadOnlyMap {
-    /// Maps `file` (opened read-only from `path` by `vfs::OsVfs`, `len` bytes long) as it is now.
+    /// Maps `file` (opened read-only from `path` by `vfs::OsVfs`, `len` bytes long) as it is
+    /// now: a sealed file, or the active segment right after its recovery (invariant 1).
     pub(crate) fn map_sealed(file: &impl AsRawFd, len: u64, path: &Path) -> Result<Self> {
         if len == 0 {
             return Ok(ReadOnlyMap { map: None });
         }
-        // SAFETY: `file` is a sealed strata file (see the module comment): it is never written,
-        // truncated or reopened for writing by strata while any map of it is alive, so the
-        // bytes behind the returned slice cannot change. The map is read-only (PROT_READ).
+        // SAFETY: `file` is a sealed strata file, or an active segment just cut to its
+        // recovered prefix (see the module comment): its first `len` bytes are never written
+        // or truncated by strata while any map of it is alive, so the bytes behind the
+        // returned slice cannot change. The map is read-only (PROT_READ).
         let map = unsafe { memmap2::MmapOptions::new().map(file) }.map_err(|e| Error::io_at(path, "mmap", e))?;
         Ok(ReadOnlyMap { map: Some(map) })
     }
@@ -51,5 +58,29 @@ impl ReadOnlyMap {
         if let Some(map) = &self.map {
             let _ = map.advise(memmap2::Advice::Sequential);
         }
+    }
+}
+
+/// An anonymous, private, writable map of whole 8-byte words, zero when made: the storage
+/// of large aligned buffers (`io::aligned`), returned to the system when dropped. Making
+/// one is safe (no file behind it); it lives here with the other maps.
+pub(crate) struct AnonymousMap {
+    map: memmap2::MmapMut,
+}
+
+impl AnonymousMap {
+    /// `bytes` (a positive multiple of 8) of zeros.
+    pub(crate) fn new(bytes: usize) -> std::io::Result<Self> {
+        debug_assert!(bytes > 0 && bytes.is_multiple_of(8));
+        Ok(AnonymousMap { map: memmap2::MmapOptions::new().len(bytes).map_anon()? })
+    }
+
+    /// The words (page-aligned, so the cast cannot fail).
+    pub(crate) fn words(&self) -> &[u64] {
+        bytemuck::cast_slice(&self.map[..])
+    }
+
+    pub(crate) fn words_mut(&mut self) -> &mut [u64] {
+        bytemuck::cast_slice_mut(&mut self.map[..])
     }
 }

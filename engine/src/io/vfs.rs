@@ -68,7 +68,8 @@ pub type File = Box<dyn VfsFile>;
 /// The path operations of the file system, a.k.a. the I/O seam or VFS.
 pub trait Vfs: Send + Sync {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<File>;
-    /// Maps a sealed file read-only (`io/maps.rs` holds the `unsafe`).
+    /// Maps a sealed file, or an active segment just recovered, read-only (`io/maps.rs`
+    /// holds the `unsafe` and the rule).
     fn map(&self, path: &Path) -> Result<ReadOnlyMap>;
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     fn remove_file(&self, path: &Path) -> io::Result<()>;

@@ -121,7 +121,14 @@ impl ActiveSegment {
             hint.add(view.start() as u32, &resumed.bytes.bytes()[view.key.clone()], view);
         }
         let records_count = resumed.records.len() as u64;
-        hot.add(0, resumed.bytes);
+        // The recovered prefix is served from a map of the file, which the writer only
+        // appends after (io/maps.rs, invariant 1): page cache, not this process's heap, so
+        // reopening costs no RssAnon for it. A failed map keeps the copy read at open.
+        let bytes = match fs::map(vfs, &path) {
+            Ok(map) if map.bytes().len() as u64 == len => Arc::new(AlignedBytes::from_map(map)),
+            _ => resumed.bytes,
+        };
+        hot.add(0, bytes);
         Ok(ActiveSegment {
             file,
             buffer: Vec::with_capacity(WRITE_BUFFER_BYTES),
