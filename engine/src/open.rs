@@ -54,7 +54,7 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Db> {
         ));
     }
     let cold = load_cold(vfs, dir, &manifest, embedding_dim)?;
-    let loaded = load_segments(vfs, &segment_files, embedding_dim, manifest.seq_max)?;
+    let loaded = load_segments(vfs, &segment_files, embedding_dim, manifest.seq_max, !options.read_only)?;
     let counted = match (has_manifest, manifest.totals) {
         (_, Some(totals)) => Some(totals),
         (false, None) => Some(WriteTotals::default()), // never compacted: the log is the whole history
@@ -336,13 +336,21 @@ fn load_cold(vfs: &dyn Vfs, dir: &Path, manifest: &Manifest, embedding_dim: usiz
     Ok(ColdSet::new(segments, manifest.seq_max))
 }
 
-fn load_segments(vfs: &dyn Vfs, segment_files: &[(u32, PathBuf)], embedding_dim: usize, cold_seq_max: u64) -> Result<LoadedSegments> {
+/// `map_active`: a writable handle (it holds the writer lock) maps the active segment
+/// instead of reading it (`load_active`).
+fn load_segments(
+    vfs: &dyn Vfs,
+    segment_files: &[(u32, PathBuf)],
+    embedding_dim: usize,
+    cold_seq_max: u64,
+    map_active: bool,
+) -> Result<LoadedSegments> {
     let mut loaded = LoadedSegments { sealed: Vec::new(), active: None, torn_creation: None };
     for (i, (segment_id, path)) in segment_files.iter().enumerate() {
         let is_last = i + 1 == segment_files.len();
         if is_last && !ends_with_valid_trailer(vfs, path)? {
             let floor = loaded.sealed.last().map_or(cold_seq_max, |s| s.trailer.seq_max);
-            match load_active(vfs, path, *segment_id, embedding_dim, floor)? {
+            match load_active(vfs, path, *segment_id, embedding_dim, floor, map_active)? {
                 Some((header, bytes, scan)) => loaded.active = Some(LoadedActive { segment_id: *segment_id, header, bytes, scan }),
                 None => loaded.torn_creation = Some(*segment_id),
             }
@@ -464,12 +472,19 @@ fn ends_with_valid_trailer(vfs: &dyn Vfs, path: &Path) -> Result<bool> {
 
 /// Reads and scans the active segment. `None` when the file is a torn creation (shorter
 /// than its header, e.g. a crash right after creating it): it is removed.
+///
+/// With `map_file` (a writable handle, which holds the writer lock) the file is mapped, not
+/// read: when the scan finds every byte valid, that map serves the hot tier as it is (no
+/// copy in this process's heap); when it finds a torn tail, the caller copies the valid
+/// prefix (`truncated`) and drops the map before recovery cuts the file (io/maps.rs,
+/// invariant 1). A failed map falls back to reading.
 fn load_active(
     vfs: &dyn Vfs,
     path: &Path,
     segment_id: u32,
     embedding_dim: usize,
     seq_floor: u64,
+    map_file: bool,
 ) -> Result<Option<(SegmentHeader, AlignedBytes, ScannedSegment)>> {
     let mut file = fs::open_read(vfs, path)?;
     let len = fs::file_len(file.as_ref(), path)?;
@@ -478,9 +493,15 @@ fn load_active(
         return Err(too_large());
     }
     let len = usize::try_from(len).map_err(|_| too_large())?;
-    let mut buffer = AlignedVec::with_capacity(len);
-    file.read_exact(buffer.extend_zeroed(len)).map_err(|e| Error::io_at(path, "read", e))?;
-    let bytes = buffer.freeze();
+    let mapped = if map_file { fs::map(vfs, path).ok().filter(|map| map.bytes().len() == len) } else { None };
+    let bytes = match mapped {
+        Some(map) => AlignedBytes::from_map(map),
+        None => {
+            let mut buffer = AlignedVec::with_capacity(len);
+            file.read_exact(buffer.extend_zeroed(len)).map_err(|e| Error::io_at(path, "read", e))?;
+            buffer.freeze()
+        }
+    };
     if bytes.bytes().len() < SEGMENT_HEADER_LEN || bytes.bytes().iter().all(|&b| b == 0) {
         // The header is written and fsynced before any record is appended: a file shorter
         // than a header, or all zeros (the size reached the disk, the bytes did not), is a

@@ -80,6 +80,11 @@ impl AlignedBytes {
         }
     }
 
+    /// Whether the bytes are a file's map (`from_map`).
+    pub(crate) fn is_file_map(&self) -> bool {
+        matches!(self.storage, Frozen::File(_))
+    }
+
     /// Whether the buffer is an anonymous map of its own (tests of the rule above).
     #[cfg(test)]
     fn is_mapped(&self) -> bool {

@@ -124,9 +124,13 @@ impl ActiveSegment {
         // The recovered prefix is served from a map of the file, which the writer only
         // appends after (io/maps.rs, invariant 1): page cache, not this process's heap, so
         // reopening costs no RssAnon for it. A failed map keeps the copy read at open.
-        let bytes = match fs::map(vfs, &path) {
-            Ok(map) if map.bytes().len() as u64 == len => Arc::new(AlignedBytes::from_map(map)),
-            _ => resumed.bytes,
+        let bytes = if resumed.bytes.is_file_map() {
+            resumed.bytes // mapped at open, and not cut
+        } else {
+            match fs::map(vfs, &path) {
+                Ok(map) if map.bytes().len() as u64 == len => Arc::new(AlignedBytes::from_map(map)),
+                _ => resumed.bytes,
+            }
         };
         hot.add(0, bytes);
         Ok(ActiveSegment {
