@@ -17,7 +17,9 @@
 //! 4. point gets of random keys, 1 thread and every core (value copied out), gets/s;
 //! 5. full scan, GB/s of logical bytes;
 //! 6. durable puts of 4 KB records, 1, 4 and 8 threads, puts/s;
-//! 7. space: bytes in the directory / logical bytes; RssAnon and VmHWM at the end;
+//! 7. space: bytes in the directory / logical bytes after the load, and again right after
+//!    an overwrite phase (every record written once more, in key order, as in the load,
+//!    then a durable sync; the read-back of step 3 repeated); RssAnon and VmHWM at the end;
 //! 8. strata only: exact top-10 cosine search, one query at a time and batches of 64, as
 //!    loaded and after `compact()`, with every core and with one search thread (a read-only
 //!    handle on the same files), beside a plain in-RAM loop over the same matrix (one
@@ -219,6 +221,29 @@ fn child(engine_name: &str, dir: &Path, config: &Config) -> Result<serde_json::V
         drop(engine);
     }
 
+    // 7'. overwrite every record once (the same bytes: the logical size stays), then space
+    // at once — what a host that rewrites its data sees before any background work catches
+    // up — and the read-back again.
+    let engine = engines::open(engine_name, dir, DIM, false)?;
+    let mut batch: Vec<(Vec<u8>, Vec<u8>, Vec<f32>)> = Vec::with_capacity(LOAD_BATCH);
+    for i in 0..config.records {
+        batch.push(item(i, &mut scratch));
+        if batch.len() == LOAD_BATCH || i + 1 == config.records {
+            let items: Vec<Item<'_>> = batch.iter().map(|(k, c, e)| Item { key: k, content: c, embedding: e }).collect();
+            engine.load(&items)?;
+            batch.clear();
+        }
+    }
+    engine.sync()?;
+    let space_after_overwrite = dir_bytes(dir) as f64 / logical as f64;
+    for i in 0..config.records {
+        data.record(i, &mut scratch);
+        if !engine.get(&scratch.key, &mut got)? || got != scratch.value() {
+            return Err(format!("{engine_name}: record {i} read back after the overwrite differs").into());
+        }
+    }
+    drop(engine);
+
     // 6. durable puts of 4 KB records (new keys), 1, 4 and 8 threads.
     let engine = engines::open(engine_name, dir, DIM, true)?;
     let put_1 = durable_puts(engine.as_ref(), 1, 0)?;
@@ -238,6 +263,7 @@ fn child(engine_name: &str, dir: &Path, config: &Config) -> Result<serde_json::V
         "put_4": put_4,
         "put_8": put_8,
         "space": space_after_load,
+        "space_overwrite": space_after_overwrite,
         "rss_anon_mib": rss_anon_kib as f64 / 1024.0,
         "hwm_mib": status_kib("VmHWM:") as f64 / 1024.0,
         "search": search,
@@ -435,6 +461,7 @@ fn table(results: &[serde_json::Value], base: &Baselines, in_ram: Option<&search
     out += &row("full scan GB/s (/ memory)", &|r| format!("{:.2} ({:.2})", f(r, "scan_gb_s"), f(r, "scan_gb_s") / base.memory_gb_s));
     out += &row("open after load, ms", &|r| format!("{:.1}", f(r, "open_s") * 1e3));
     out += &row("space: directory / logical bytes", &|r| format!("{:.2}", f(r, "space")));
+    out += &row("space right after overwriting every record once", &|r| format!("{:.2}", f(r, "space_overwrite")));
     out += &row("RssAnon after gets and scans, MiB", &|r| format!("{:.0}", f(r, "rss_anon_mib")));
     out += &row("peak RSS (VmHWM), MiB", &|r| format!("{:.0}", f(r, "hwm_mib")));
     if let (Some(strata), Some(in_ram)) = (results.iter().find(|r| r["engine"] == "strata"), in_ram) {
