@@ -105,27 +105,29 @@ fn dir_bytes(dir: &Path) -> u64 {
 
 // ---- the child: one engine -------------------------------------------------------------
 
-fn child(engine_name: &str, dir: &Path, config: &Config) -> Result<serde_json::Value> {
-    let data = data::Data::new(config.records, DIM, config.content_max);
-    let logical = data.logical_bytes();
-    let item = |i: usize, buf: &mut data::Scratch| -> (Vec<u8>, Vec<u8>, Vec<f32>) {
-        data.record(i, buf);
-        (buf.key.clone(), buf.content.clone(), buf.embedding.clone())
-    };
-    // 1. bulk load.
-    let engine = engines::open(engine_name, dir, DIM, false)?;
-    let mut scratch = data::Scratch::default();
-    let start = Instant::now();
+/// Writes records `0..records` in key order, `LOAD_BATCH` per transaction, then a durable sync.
+fn load_all(engine: &dyn Engine, data: &data::Data, records: usize, scratch: &mut data::Scratch) -> Result<()> {
     let mut batch: Vec<(Vec<u8>, Vec<u8>, Vec<f32>)> = Vec::with_capacity(LOAD_BATCH);
-    for i in 0..config.records {
-        batch.push(item(i, &mut scratch));
-        if batch.len() == LOAD_BATCH || i + 1 == config.records {
+    for i in 0..records {
+        data.record(i, scratch);
+        batch.push((scratch.key.clone(), scratch.content.clone(), scratch.embedding.clone()));
+        if batch.len() == LOAD_BATCH || i + 1 == records {
             let items: Vec<Item<'_>> = batch.iter().map(|(k, c, e)| Item { key: k, content: c, embedding: e }).collect();
             engine.load(&items)?;
             batch.clear();
         }
     }
-    engine.sync()?;
+    engine.sync()
+}
+
+fn child(engine_name: &str, dir: &Path, config: &Config) -> Result<serde_json::Value> {
+    let data = data::Data::new(config.records, DIM, config.content_max);
+    let logical = data.logical_bytes();
+    // 1. bulk load.
+    let engine = engines::open(engine_name, dir, DIM, false)?;
+    let mut scratch = data::Scratch::default();
+    let start = Instant::now();
+    load_all(engine.as_ref(), &data, config.records, &mut scratch)?;
     let load_s = start.elapsed().as_secs_f64();
     drop(engine);
     let space_after_load = dir_bytes(dir) as f64 / logical as f64;
@@ -225,16 +227,7 @@ fn child(engine_name: &str, dir: &Path, config: &Config) -> Result<serde_json::V
     // at once — what a host that rewrites its data sees before any background work catches
     // up — and the read-back again.
     let engine = engines::open(engine_name, dir, DIM, false)?;
-    let mut batch: Vec<(Vec<u8>, Vec<u8>, Vec<f32>)> = Vec::with_capacity(LOAD_BATCH);
-    for i in 0..config.records {
-        batch.push(item(i, &mut scratch));
-        if batch.len() == LOAD_BATCH || i + 1 == config.records {
-            let items: Vec<Item<'_>> = batch.iter().map(|(k, c, e)| Item { key: k, content: c, embedding: e }).collect();
-            engine.load(&items)?;
-            batch.clear();
-        }
-    }
-    engine.sync()?;
+    load_all(engine.as_ref(), &data, config.records, &mut scratch)?;
     let space_after_overwrite = dir_bytes(dir) as f64 / logical as f64;
     for i in 0..config.records {
         data.record(i, &mut scratch);
