@@ -2,7 +2,7 @@
 //! exactly as in a page-aligned map.
 //!
 //! **Large buffers are anonymous maps of their own.** A buffer of at least
-//! [`MAPPED_BUFFER_BYTES`] (a commit of a bulk load, the recovered active segment) is not
+//! [`MAPPED_BUFFER_BYTES`] (a commit of a bulk load, a copy of an active segment) is not
 //! taken from the allocator but mapped (`io::maps::AnonymousMap`) and unmapped when dropped,
 //! so its pages go back to the system at once. From the allocator, glibc's malloc would map
 //! the first ones too, but freeing a mapped chunk raises its mapping threshold to that
@@ -61,8 +61,8 @@ pub(crate) struct AlignedBytes {
 /// Where an immutable buffer's bytes live.
 enum Frozen {
     Words(Storage),
-    /// A read-only map of a whole file (page-aligned): the active segment's recovered
-    /// prefix (`ActiveSegment::resume`).
+    /// A read-only map of a whole file (page-aligned): the active segment as recovery keeps
+    /// it (`open::load_active`, `ActiveSegment::resume`).
     File(ReadOnlyMap),
 }
 

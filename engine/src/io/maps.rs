@@ -7,12 +7,13 @@
 //! access. strata upholds it as follows:
 //! 1. Only bytes that are never written again are mapped: a *sealed* log segment (its
 //!    trailer was written and fsynced before it was mapped), a cold segment, or the
-//!    *recovered prefix of the active segment*, mapped by a writable handle after recovery
-//!    cut the file to that prefix (`ActiveSegment::resume`). **Invariant:** strata never
+//!    *active segment* as recovery keeps it, mapped by a writable handle at open
+//!    (`open::load_active`); when recovery must cut a torn tail, that map is dropped first
+//!    and the file is mapped again after the cut (`ActiveSegment::resume`). **Invariant:** strata never
 //!    opens a sealed file for writing again; the write path only appends to the active
 //!    segment, after the end it had when it was mapped (a failed write leaves the segment
-//!    broken, and nothing truncates it); recovery, the only truncation, runs before the map
-//!    is made, under the writer lock.
+//!    broken, and nothing truncates it); recovery, the only truncation, runs with no map of
+//!    the file alive, under the writer lock.
 //! 2. Deleting a mapped file (compaction) is fine: the inode lives until the map is dropped.
 //! 3. Another process writing the directory is excluded by the `LOCK` file for writers;
 //!    read-only handles never modify files. A user editing files by hand while strata runs
