@@ -227,6 +227,11 @@ impl Vfs for FaultVfs {
         self.inner.map(path)
     }
 
+    fn map_range(&self, path: &Path, offset: u64, len: u64) -> Result<ReadOnlyMap> {
+        self.state.check(Op::Map).map_err(|e| Error::io_at(path, "mmap", e))?;
+        self.inner.map_range(path, offset, len)
+    }
+
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.state.check(Op::Rename)?;
         self.inner.rename(from, to)

@@ -13,7 +13,10 @@
 //!    opens a sealed file for writing again; the write path only appends to the active
 //!    segment, after the end it had when it was mapped (a failed write leaves the segment
 //!    broken, and nothing truncates it); recovery, the only truncation, runs with no map of
-//!    the file alive, under the writer lock.
+//!    the file alive, under the writer lock. The same holds for the *regions* of the
+//!    active segment its writer maps as it grows (`ReadOnlyMap::map_written`): each covers
+//!    bytes already handed to the OS by successful writes, which the writer only appends
+//!    after.
 //! 2. Deleting a mapped file (compaction) is fine: the inode lives until the map is dropped.
 //! 3. Another process writing the directory is excluded by the `LOCK` file for writers;
 //!    read-only handles never modify files. A user editing files by hand while strata runs
@@ -44,6 +47,23 @@ impl ReadOnlyMap {
         // or truncated by strata while any map of it is alive, so the bytes behind the
         // returned slice cannot change. The map is read-only (PROT_READ).
         let map = unsafe { memmap2::MmapOptions::new().map(file) }.map_err(|e| Error::io_at(path, "mmap", e))?;
+        Ok(ReadOnlyMap { map: Some(map) })
+    }
+
+    /// Maps bytes `[offset, offset + len)` of the active segment `file` (opened read-only
+    /// from `path` by `vfs::OsVfs`): bytes its writer has handed to the OS and only appends
+    /// after (invariant 1), mapped for the hot tier (`HotSegment::add_region`).
+    pub(crate) fn map_written(file: &impl AsRawFd, offset: u64, len: u64, path: &Path) -> Result<Self> {
+        if len == 0 {
+            return Ok(ReadOnlyMap { map: None });
+        }
+        let len_usize = usize::try_from(len).map_err(|_| Error::invalid("map length", "beyond the address space"))?;
+        // SAFETY: `[offset, offset + len)` of the active segment was written by its writer,
+        // which only appends after it, and nothing truncates the file while the handle that
+        // maps it lives (see the module comment, invariant 1): the bytes behind the returned
+        // slice cannot change, and the file is at least that long. Read-only (PROT_READ).
+        let map =
+            unsafe { memmap2::MmapOptions::new().offset(offset).len(len_usize).map(file) }.map_err(|e| Error::io_at(path, "mmap", e))?;
         Ok(ReadOnlyMap { map: Some(map) })
     }
 

@@ -532,6 +532,10 @@ impl Vfs for PowerLossVfs {
         OsVfs.map(path)
     }
 
+    fn map_range(&self, path: &Path, offset: u64, len: u64) -> Result<ReadOnlyMap> {
+        OsVfs.map_range(path, offset, len)
+    }
+
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let (Some(from_parts), Some(to_parts)) = (self.shared.relative(from), self.shared.relative(to)) else {
             return OsVfs.rename(from, to);

@@ -71,6 +71,9 @@ pub trait Vfs: Send + Sync {
     /// Maps a sealed file, or an active segment just recovered, read-only (`io/maps.rs`
     /// holds the `unsafe` and the rule).
     fn map(&self, path: &Path) -> Result<ReadOnlyMap>;
+    /// Maps bytes `[offset, offset + len)` of the active segment at `path`, which its
+    /// writer has written and only appends after (`io/maps.rs`, invariant 1).
+    fn map_range(&self, path: &Path, offset: u64, len: u64) -> Result<ReadOnlyMap>;
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Creates a directory (and its missing parents when `recursive`), mode [`DIR_MODE`].
@@ -135,6 +138,16 @@ impl Vfs for OsVfs {
         let file = open_std(path, OpenMode::Read).map_err(|e| Error::io_at(path, "open", e))?;
         let len = file.metadata().map_err(|e| Error::io_at(path, "stat", e))?.len();
         ReadOnlyMap::map_sealed(&file, len, path)
+    }
+
+    fn map_range(&self, path: &Path, offset: u64, len: u64) -> Result<ReadOnlyMap> {
+        let file = open_std(path, OpenMode::Read).map_err(|e| Error::io_at(path, "open", e))?;
+        let file_len = file.metadata().map_err(|e| Error::io_at(path, "stat", e))?.len();
+        if offset.checked_add(len).is_none_or(|end| end > file_len) {
+            // Bytes past the end would fault when read: never map them.
+            return Err(Error::corruption(path, file_len, format!("asked to map [{offset}, +{len}) of a file this long")));
+        }
+        ReadOnlyMap::map_written(&file, offset, len, path)
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {

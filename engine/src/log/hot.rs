@@ -1,7 +1,11 @@
-//! The hot tier's bytes: an in-memory mirror of the active segment, one buffer per commit
-//! (or one for everything recovered at open), keyed by the commit's offset in the segment.
-//! The active segment file is never mapped (see `io/maps.rs`), so reads of hot records are
-//! served from here, zero-copy, with the same 8-byte alignment as a map.
+//! The hot tier's bytes: a mirror of the active segment, one buffer per commit (or one for
+//! everything recovered at open, a map of the file when it can be), keyed by the commit's
+//! offset in the segment, and *regions*: maps of the file's written bytes that the writer
+//! adds as the file grows (`REGION_BYTES` apart, `ActiveSegment::map_written`). Reads of hot
+//! records are served from here, zero-copy, with the same 8-byte alignment as a map: from
+//! the region holding the offset when one does, else from the commit's buffer. A search
+//! over a region reads commits in file order, out of the page cache, instead of one heap
+//! allocation after another (BENCHMARKS.md, background maintenance, search row).
 //!
 //! The buffers sit in an append-only array of slots (chunks of doubling size, allocated as
 //! the segment grows), ascending by offset: a reader finds a record's buffer by a binary
@@ -9,7 +13,11 @@
 //! and a search walks the published commits in order (`published`, `commit`).
 //!
 //! **Invariants.** Only the writer (under the writer lock; `writer` here makes it so) adds
-//! and truncates. Every slot is written once: its buffer is a `OnceLock`, so a reader
+//! commits and regions, and truncates. Regions are contiguous from offset 0, each written
+//! once and published (`regions_published`, Release/Acquire) after it is set; a region ends
+//! where a write to the file ended, so a commit lies in one region or in none. A region
+//! holds exactly the bytes of the commits it covers (and the group marks between them): it
+//! is a second source of the same bytes, and the commit buffers stay. Every slot is written once: its buffer is a `OnceLock`, so a reader
 //! borrows it for as long as it holds the segment, with no reference count to touch (a
 //! search walks every commit). `published` is stored with Release after a slot is filled
 //! and loaded with Acquire by readers. A truncation (a failed group, never published in the
@@ -32,6 +40,19 @@ const FIRST_CHUNK_SLOTS: usize = 256;
 const CHUNKS: usize = 24;
 const _: () = assert!((FIRST_CHUNK_SLOTS as u64) * ((1u64 << CHUNKS) - 1) >= crate::limits::SEGMENT_FILE_BYTES_MAX / 8);
 
+/// The writer maps the file's written bytes as a new region once this many have gathered
+/// past the last region (`ActiveSegment::map_written`).
+pub(crate) const REGION_BYTES: u64 = 4 << 20;
+/// Regions of one segment: enough for a file of `SEGMENT_FILE_BYTES_MAX` in regions of at
+/// least `REGION_BYTES`.
+const REGIONS: usize = (crate::limits::SEGMENT_FILE_BYTES_MAX / REGION_BYTES) as usize + 1;
+
+/// A map of the segment file's bytes `[start, start + bytes.len())`.
+struct Region {
+    start: u32,
+    bytes: Arc<AlignedBytes>,
+}
+
 /// One commit's buffer and the segment offset it starts at.
 struct Slot {
     offset: AtomicU32,
@@ -39,6 +60,9 @@ struct Slot {
     /// starts with the segment header): a search passes over a commit whose first record is
     /// dead and whose rest is too short for another it could use (`vector::log_rows`).
     first_len: AtomicU32,
+    /// The buffer's length, read without touching the buffer (a search passes over most
+    /// commits, or reads them from a region).
+    len: AtomicU32,
     buffer: OnceLock<Arc<AlignedBytes>>,
 }
 
@@ -50,6 +74,11 @@ pub(crate) struct HotSegment {
     chunks: [OnceLock<Box<[Slot]>>; CHUNKS],
     /// Slots readers may use.
     published: AtomicUsize,
+    /// Maps of the file from offset 0 on, each starting where the previous one ends
+    /// (allocated with the first one).
+    regions: OnceLock<Box<[OnceLock<Region>]>>,
+    /// Regions readers may use.
+    regions_published: AtomicUsize,
     /// Held by `add` and `truncate` (one writer at a time).
     writer: Mutex<()>,
 }
@@ -68,8 +97,63 @@ impl HotSegment {
             dead: Arc::default(),
             chunks: std::array::from_fn(|_| OnceLock::new()),
             published: AtomicUsize::new(0),
+            regions: OnceLock::new(),
+            regions_published: AtomicUsize::new(0),
             writer: Mutex::new(()),
         }
+    }
+
+    /// Region `i`, below a count `regions_published` gave.
+    fn region(&self, i: usize) -> Option<&Region> {
+        self.regions.get()?.get(i)?.get()
+    }
+
+    /// Segment offset up to which regions map the file (0 when none does).
+    pub(crate) fn mapped_end(&self) -> u64 {
+        match self.regions_published.load(Ordering::Acquire) {
+            0 => 0,
+            n => self.region(n - 1).map_or(0, |r| u64::from(r.start) + r.bytes.bytes().len() as u64),
+        }
+    }
+
+    /// Publishes a map of the file's bytes from `mapped_end` on (`bytes`, written by
+    /// successful writes, never changed again: `io/maps.rs`, invariant 1). From then on
+    /// records below its end are served from it: file order, contiguous, out of the page
+    /// cache. The commit buffers stay: a region is a faster source of the same bytes. Returns
+    /// false (and publishes nothing) when the regions are full or `bytes` is not 8-byte
+    /// aligned in memory.
+    pub(crate) fn add_region(&self, bytes: Arc<AlignedBytes>) -> bool {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let n = self.regions_published.load(Ordering::Relaxed);
+        let start = self.mapped_end();
+        let Ok(start32) = u32::try_from(start) else { return false };
+        let aligned = bytes.bytes().as_ptr().align_offset(record::RECORD_ALIGN) == 0;
+        let regions = self.regions.get_or_init(|| (0..REGIONS).map(|_| OnceLock::new()).collect());
+        if !aligned || n >= regions.len() || regions[n].set(Region { start: start32, bytes }).is_err() {
+            return false;
+        }
+        self.regions_published.store(n + 1, Ordering::Release);
+        true
+    }
+
+    /// The region holding segment offset `offset`, if one maps it.
+    fn region_at(&self, offset: u32) -> Option<&Region> {
+        let n = self.regions_published.load(Ordering::Acquire);
+        let last = self.region(n.checked_sub(1)?)?;
+        if u64::from(offset) >= u64::from(last.start) + last.bytes.bytes().len() as u64 {
+            return None;
+        }
+        // Regions [0, lo) start at or before `offset`.
+        let (mut lo, mut hi) = (0usize, n);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.region(mid).is_some_and(|r| r.start <= offset) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        self.region(lo.checked_sub(1)?)
     }
 
     /// Slot `i`, which must have been allocated (`i` below a published count, or the
@@ -93,13 +177,19 @@ impl HotSegment {
         let (chunk, at) = locate(i);
         let slots = self.chunks[chunk].get_or_init(|| {
             (0..FIRST_CHUNK_SLOTS << chunk)
-                .map(|_| Slot { offset: AtomicU32::new(u32::MAX), first_len: AtomicU32::new(0), buffer: OnceLock::new() })
+                .map(|_| Slot {
+                    offset: AtomicU32::new(u32::MAX),
+                    first_len: AtomicU32::new(0),
+                    len: AtomicU32::new(0),
+                    buffer: OnceLock::new(),
+                })
                 .collect()
         });
         let first_len = match offset {
             0 => 0,
             _ => record::parse_trusted(bytes.bytes(), 0, self.embedding_dim).map_or(0, |view| view.len as u32),
         };
+        let len = bytes.bytes().len() as u32; // a commit fits a segment, whose offsets are u32
         if slots[at].buffer.set(bytes).is_err() {
             // A commit after a truncation: unreachable (the writer is gone, see the module's
             // invariants). Publishing nothing keeps every published slot as it was.
@@ -108,6 +198,7 @@ impl HotSegment {
         }
         slots[at].offset.store(offset, Ordering::Relaxed);
         slots[at].first_len.store(first_len, Ordering::Relaxed);
+        slots[at].len.store(len, Ordering::Relaxed);
         self.published.store(i + 1, Ordering::Release);
     }
 
@@ -129,8 +220,7 @@ impl HotSegment {
             0 => super::header::SEGMENT_HEADER_LEN as u64,
             n => {
                 let slot = self.slot(n - 1);
-                let len = slot.buffer.get().map_or(0, |b| b.bytes().len());
-                u64::from(slot.offset.load(Ordering::Relaxed)) + len as u64
+                u64::from(slot.offset.load(Ordering::Relaxed)) + u64::from(slot.len.load(Ordering::Relaxed))
             }
         }
     }
@@ -172,16 +262,31 @@ impl HotSegment {
     }
 
     /// Commit `i` (below a count `published` gave): the segment offset it starts at and its
-    /// buffer, borrowed for as long as the mirror.
-    pub(crate) fn commit(&self, i: usize) -> Option<(u32, &Arc<AlignedBytes>)> {
+    /// bytes, borrowed for as long as the mirror — from the region that maps them when one
+    /// does, else from the commit's buffer.
+    pub(crate) fn commit(&self, i: usize) -> Option<(u32, &[u8])> {
         let slot = self.slot(i);
-        Some((slot.offset.load(Ordering::Relaxed), slot.buffer.get()?))
+        let offset = slot.offset.load(Ordering::Relaxed);
+        let len = slot.len.load(Ordering::Relaxed) as usize;
+        if let Some(region) = self.region_at(offset) {
+            let start = (offset - region.start) as usize;
+            if let Some(bytes) = region.bytes.bytes().get(start..start + len) {
+                return Some((offset, bytes));
+            }
+        }
+        Some((offset, slot.buffer.get()?.bytes()))
     }
 
-    /// The buffer holding the record at `offset` and the record's start inside it, parsed.
-    /// Hot bytes were encoded by this process, so the checksum is verified only in debug
-    /// builds; a `None` means the index points at nothing, a bug reported by the caller.
+    /// The buffer holding the record at `offset` and the record's start inside it, parsed:
+    /// the region that maps it, else its commit's buffer. Hot bytes were encoded by this
+    /// process, so the checksum is verified only in debug builds; a `None` means the index
+    /// points at nothing, a bug reported by the caller.
     pub(crate) fn record(&self, offset: u32) -> Option<(Arc<AlignedBytes>, RecordView)> {
+        if let Some(region) = self.region_at(offset) {
+            let start = (offset - region.start) as usize;
+            let view = record::parse_trusted(region.bytes.bytes(), start, self.embedding_dim).ok()?;
+            return Some((region.bytes.clone(), view));
+        }
         let i = self.slot_at_or_before(offset, self.published.load(Ordering::Acquire))?;
         self.record_in(i, offset)
     }
@@ -214,12 +319,57 @@ mod tests {
         assert_eq!(hot.published(), added.len());
         for (i, (at, bytes)) in added.iter().enumerate() {
             let (got_at, got) = hot.commit(i).expect("a published commit");
-            assert!(got_at == *at && Arc::ptr_eq(got, bytes), "commit {i}");
+            assert!(got_at == *at && std::ptr::eq(got, bytes.bytes()), "commit {i}");
         }
         hot.truncate(u64::from(added[500].0));
         assert_eq!(hot.published(), 500);
         let (_, view) = hot.record(added[499].0).expect("a record before the cut");
         assert_eq!(view.seq, 500);
+    }
+
+    /// Once a region maps the file's first commits, records and commits below its end are
+    /// read from it (the same bytes, at the same offsets) and those after it from their
+    /// buffers; a second region continues where the first ends.
+    #[test]
+    fn records_below_the_mapped_end_come_from_the_regions() {
+        let hot = HotSegment::new(0);
+        let mut file = vec![0u8; SEGMENT_HEADER_LEN]; // what the file holds, header first
+        let mut offsets = Vec::new();
+        for seq in 1..=300u64 {
+            let key = format!("key{seq}");
+            let content = vec![seq as u8; (seq as usize * 7) % 50];
+            let fields = RecordFields { kind: RecordKind::Put, key: key.as_bytes(), content: &content, embedding: None, expires_at_ms: 0 };
+            let bytes: AlignedVec = encode_one(&fields, seq, true);
+            let bytes = Arc::new(bytes.freeze());
+            offsets.push(file.len() as u32);
+            hot.add(file.len() as u32, bytes.clone());
+            file.extend_from_slice(bytes.bytes());
+        }
+        let region_of = |bytes: &[u8]| {
+            let mut v = AlignedVec::with_capacity(bytes.len());
+            v.extend_from_slice(bytes);
+            Arc::new(v.freeze())
+        };
+        let (first, second) = (offsets[100] as usize, offsets[200] as usize);
+        assert_eq!(hot.mapped_end(), 0);
+        let first_region = region_of(&file[..first]);
+        assert!(hot.add_region(first_region.clone()));
+        let second_region = region_of(&file[first..second]);
+        assert!(hot.add_region(second_region.clone()));
+        assert_eq!(hot.mapped_end(), second as u64);
+        for (i, &at) in offsets.iter().enumerate() {
+            let (buffer, view) = hot.record(at).expect("a published record");
+            assert_eq!(view.seq, i as u64 + 1, "record at {at}");
+            let expected = match i {
+                _ if i < 100 => Some(&first_region),
+                _ if i < 200 => Some(&second_region),
+                _ => None,
+            };
+            assert_eq!(expected.map(|r| Arc::ptr_eq(r, &buffer)), expected.map(|_| true), "record {i} from its region");
+            let (got_at, bytes) = hot.commit(i).expect("a published commit");
+            let end = offsets.get(i + 1).map_or(file.len(), |&e| e as usize);
+            assert!(got_at == at && bytes == &file[at as usize..end], "commit {i}");
+        }
     }
 
     /// Slot `i` is found in the chunk that holds it: chunk boundaries at 256, 768, 1792 ...

@@ -14,6 +14,15 @@ use crate::io::maps::ReadOnlyMap;
 use crate::io::vfs::Vfs;
 use crate::{Error, Result};
 
+/// A put with an embedding in a sealed segment: its hint entry's position in the hint
+/// block and its record's offset (a search checks `DeadRows` by offset before it decodes
+/// the entry).
+#[derive(Clone, Copy)]
+pub(crate) struct EmbeddedPut {
+    pub(crate) at: u32,
+    pub(crate) offset: u32,
+}
+
 /// A sealed segment, a.k.a. a warm segment or a sealed log file.
 pub(crate) struct SealedSegment {
     pub(crate) path: PathBuf,
@@ -24,7 +33,7 @@ pub(crate) struct SealedSegment {
     /// The hint-block positions (`Trailer::entry_at`) of the puts that carry an embedding,
     /// in file order: what a search scans (`vector::log_rows`). 4 bytes per such record,
     /// computed on the first search.
-    embedded_puts: OnceLock<Box<[u32]>>,
+    embedded_puts: OnceLock<Box<[EmbeddedPut]>>,
     /// Records no reader can read again (`DeadRows`), shared with the hot segment this was.
     pub(crate) dead: Arc<DeadRows>,
     /// One bit per `VERIFIED_GRANULE` bytes of the file: set once the record starting there
@@ -126,17 +135,17 @@ impl SealedSegment {
         Ok(view)
     }
 
-    /// The hint-block positions of this segment's puts with an embedding, in file order
-    /// (see `embedded_puts`); the hint block's checksum and entries are verified on the
+    /// This segment's puts with an embedding, in file order: hint-block positions and record
+    /// offsets (see `embedded_puts`); the hint block's checksum and entries are verified on the
     /// first call.
-    pub(crate) fn embedded_puts(&self) -> Result<&[u32]> {
+    pub(crate) fn embedded_puts(&self) -> Result<&[EmbeddedPut]> {
         if let Some(positions) = self.embedded_puts.get() {
             return Ok(positions);
         }
         let mut positions = Vec::new();
         self.trailer.for_each_hint_entry(self.bytes(), &self.path, |at, entry| {
             if entry.kind == record::RecordKind::Put && entry.has_embedding {
-                positions.push(at);
+                positions.push(EmbeddedPut { at, offset: entry.offset });
             }
         })?;
         Ok(self.embedded_puts.get_or_init(|| positions.into_boxed_slice()))

@@ -188,6 +188,28 @@ impl ActiveSegment {
         Ok(base)
     }
 
+    /// Once `REGION_BYTES` or more have been handed to the OS past the hot mirror's last
+    /// region, maps them as the next region (`HotSegment::add_region`): readers and searches
+    /// then find those records in file order, in the page cache, instead of one buffer per
+    /// commit. The bytes were written by successful writes and are only appended after
+    /// (`io/maps.rs`, invariant 1). A failed map changes nothing: the commit buffers still
+    /// serve every record.
+    pub(crate) fn map_written(&mut self, vfs: &dyn Vfs) {
+        if self.broken {
+            return;
+        }
+        let written = self.len - self.buffer.len() as u64;
+        let mapped = self.hot.mapped_end();
+        if written < mapped + super::hot::REGION_BYTES {
+            return;
+        }
+        if let Ok(map) = vfs.map_range(&self.path, mapped, written - mapped) {
+            if map.bytes().len() as u64 == written - mapped {
+                self.hot.add_region(Arc::new(AlignedBytes::from_map(map)));
+            }
+        }
+    }
+
     /// Appends `bytes` to the file, through the buffer when they are small.
     fn write_out(&mut self, bytes: &[u8]) -> Result<()> {
         self.refuse_if_broken()?;

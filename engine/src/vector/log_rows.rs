@@ -18,11 +18,10 @@
 
 use super::topk::Origin;
 use crate::db::Shared;
-use crate::io::aligned::AlignedBytes;
 use crate::log::dead_rows::DeadRows;
 use crate::log::hot::HotSegment;
 use crate::log::record::{self, RecordKind};
-use crate::log::segment::SealedSegment;
+use crate::log::segment::{EmbeddedPut, SealedSegment};
 use crate::read::ReadView;
 use crate::{Error, Record, Result};
 
@@ -47,14 +46,17 @@ fn visible(view: &ReadView, seq: u64, expires_at_ms: u64) -> bool {
 pub(crate) fn warm_rows<'a>(
     view: &ReadView,
     segment: &'a SealedSegment,
-    positions: &[u32],
+    positions: &[EmbeddedPut],
     wanted: impl Fn(&[u8]) -> bool,
     out: &mut Vec<LogRow<'a>>,
 ) -> Result<()> {
     let origin_of = |offset: u32| Origin::Sealed { segment_id: segment.segment_id, offset };
-    for &at in positions {
-        let (entry, vector) = segment.embedded_put(at)?;
-        if !segment.dead.is_dead(entry.offset) && visible(view, entry.seq, entry.expires_at_ms) && wanted(entry.key) {
+    for put in positions {
+        if segment.dead.is_dead(put.offset) {
+            continue; // superseded and pruned, or skipped at open: no need to decode it
+        }
+        let (entry, vector) = segment.embedded_put(put.at)?;
+        if visible(view, entry.seq, entry.expires_at_ms) && wanted(entry.key) {
             let offset = entry.offset;
             out.push(LogRow { vector, key: entry.key, segment_id: segment.segment_id, offset, origin: origin_of(offset) });
         }
@@ -67,7 +69,7 @@ pub(crate) fn warm_rows<'a>(
 /// its buffer when the bytes up to the next commit (its length, or more: group marks sit
 /// between commits) are too few for any record with an embedding, or when its first record
 /// is dead and the bytes after it too few (a lone overwritten put, the common case).
-pub(crate) fn hot_commits(hot: &HotSegment, (start, end): (usize, usize), published: usize) -> Vec<(u32, &AlignedBytes)> {
+pub(crate) fn hot_commits(hot: &HotSegment, (start, end): (usize, usize), published: usize) -> Vec<(u32, &[u8])> {
     let smallest = record::encoded_len(1, hot.embedding_dim, 0) as u32;
     let mut commits = Vec::with_capacity(end - start);
     for i in start..end {
@@ -79,8 +81,8 @@ pub(crate) fn hot_commits(hot: &HotSegment, (start, end): (usize, usize), publis
                 continue;
             }
         }
-        if let Some((offset, buffer)) = hot.commit(i) {
-            commits.push((offset, &**buffer));
+        if let Some(commit) = hot.commit(i) {
+            commits.push(commit);
         }
     }
     commits
@@ -93,16 +95,15 @@ pub(crate) fn hot_rows<'a>(
     shared: &Shared,
     view: &ReadView,
     (segment_id, dead): (u32, &DeadRows),
-    commits: &[(u32, &'a AlignedBytes)],
+    commits: &[(u32, &'a [u8])],
     wanted: impl Fn(&[u8]) -> bool,
     out: &mut Vec<LogRow<'a>>,
 ) -> Result<()> {
-    // Each commit is its own allocation: reading them one after another would wait for one
-    // cache miss (its descriptor, then its first line) at a time. Two tight passes first
-    // touch them all, so that many misses are in flight at once.
-    let buffers: Vec<&'a [u8]> = commits.iter().map(|(_, buffer)| buffer.bytes()).collect();
-    std::hint::black_box(buffers.iter().fold(0u8, |touched, bytes| touched ^ bytes.first().copied().unwrap_or(0)));
-    for (&(base, _), &bytes) in commits.iter().zip(&buffers) {
+    // Commits not yet in a region (`HotSegment::add_region`) are each their own allocation:
+    // reading them one after another would wait for one cache miss at a time. A tight pass
+    // first touches them all, so that many misses are in flight at once.
+    std::hint::black_box(commits.iter().fold(0u8, |touched, (_, bytes)| touched ^ bytes.first().copied().unwrap_or(0)));
+    for &(base, bytes) in commits {
         let mut at = (crate::log::header::SEGMENT_HEADER_LEN as u32).saturating_sub(base) as usize;
         while at < bytes.len() {
             let offset = base + at as u32;

@@ -34,7 +34,7 @@ use crate::cold::set::ColdRow;
 use crate::db::Shared;
 use crate::iter::prefix_successor;
 use crate::log::hot::HotSegment;
-use crate::log::segment::SealedSegment;
+use crate::log::segment::{EmbeddedPut, SealedSegment};
 use crate::read::ReadView;
 use crate::segments::SegmentRef;
 use crate::{Error, Hit, Metric, Record, Result, Search};
@@ -191,7 +191,7 @@ pub(crate) fn search(shared: &Shared, view: &ReadView, searches: &[&Search<'_>],
     for (h, &(_, _, published)) in hot.iter().enumerate() {
         work.extend(chunks(published, HOT_CHUNK_COMMITS).map(|(start, end)| Work::Hot { segment: h, start, end }));
     }
-    let warm: Vec<(&Arc<SealedSegment>, &[u32])> =
+    let warm: Vec<(&Arc<SealedSegment>, &[EmbeddedPut])> =
         view.table.warm().rev().map(|segment| Ok((segment, segment.embedded_puts()?))).collect::<Result<_>>()?;
     for (w, (_, positions)) in warm.iter().enumerate() {
         work.extend(chunks(positions.len(), WARM_CHUNK_ROWS).map(|(start, end)| Work::Warm { segment: w, start, end }));
@@ -341,7 +341,7 @@ struct Scan<'a> {
     /// Per cold segment, per query: the query's row range.
     ranges: &'a [Vec<(usize, usize)>],
     /// The warm segments and their embedded puts.
-    warm: &'a [(&'a Arc<SealedSegment>, &'a [u32])],
+    warm: &'a [(&'a Arc<SealedSegment>, &'a [EmbeddedPut])],
     /// The hot segments (id, mirror, commits published when the search began).
     hot: &'a [(u32, &'a Arc<HotSegment>, usize)],
     work: &'a [Work],
