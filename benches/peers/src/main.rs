@@ -10,7 +10,8 @@
 //! Workload: keys `doc/{i:08}` in key order, content 64 B..`--content-max` log-uniform and a
 //! 768-dim f32 embedding per record, all from a seed (`data.rs`). Per engine, in a fresh
 //! directory and its own process:
-//! 1. bulk load: batches of 1000 records per transaction, then a durable sync; logical MB/s;
+//! 1. bulk load: batches of 1000 records per transaction, then a durable sync; logical MB/s,
+//!    and RssAnon right after it, before the handle is dropped (what the writer holds);
 //! 2. close and reopen: open time;
 //! 3. every record read back (`get` of each key, then a full scan) and compared byte for byte
 //!    with the generated data — a mismatch fails the run;
@@ -129,6 +130,7 @@ fn child(engine_name: &str, dir: &Path, config: &Config) -> Result<serde_json::V
     let start = Instant::now();
     load_all(engine.as_ref(), &data, config.records, &mut scratch)?;
     let load_s = start.elapsed().as_secs_f64();
+    let rss_anon_after_load_kib = status_kib("RssAnon:");
     drop(engine);
     let space_after_load = dir_bytes(dir) as f64 / logical as f64;
 
@@ -258,6 +260,7 @@ fn child(engine_name: &str, dir: &Path, config: &Config) -> Result<serde_json::V
         "space": space_after_load,
         "space_overwrite": space_after_overwrite,
         "rss_anon_mib": rss_anon_kib as f64 / 1024.0,
+        "rss_anon_after_load_mib": rss_anon_after_load_kib as f64 / 1024.0,
         "hwm_mib": status_kib("VmHWM:") as f64 / 1024.0,
         "search": search,
     }))
@@ -456,6 +459,7 @@ fn table(results: &[serde_json::Value], base: &Baselines, in_ram: Option<&search
     out += &row("space: directory / logical bytes", &|r| format!("{:.2}", f(r, "space")));
     out += &row("space right after overwriting every record once", &|r| format!("{:.2}", f(r, "space_overwrite")));
     out += &row("RssAnon after gets and scans, MiB", &|r| format!("{:.0}", f(r, "rss_anon_mib")));
+    out += &row("RssAnon right after the bulk load (handle open), MiB", &|r| format!("{:.0}", f(r, "rss_anon_after_load_mib")));
     out += &row("peak RSS (VmHWM), MiB", &|r| format!("{:.0}", f(r, "hwm_mib")));
     if let (Some(strata), Some(in_ram)) = (results.iter().find(|r| r["engine"] == "strata"), in_ram) {
         let s = &strata["search"];

@@ -15,12 +15,13 @@
 //! **Invariants.** Only the writer (under the writer lock; `writer` here makes it so) adds
 //! commits and regions, and truncates. Regions are contiguous from offset 0, each written
 //! once and published (`regions_published`, Release/Acquire) after it is set; a region ends
-//! where a write to the file ended, so a commit lies in one region or in none. A region
-//! holds exactly the bytes of the commits it covers (and the group marks between them): it
-//! is a second source of the same bytes, and the commit buffers stay. Every slot is written once: its buffer is a `OnceLock`, so a reader
-//! borrows it for as long as it holds the segment, with no reference count to touch (a
-//! search walks every commit). `published` is stored with Release after a slot is filled
-//! and loaded with Acquire by readers. A truncation (a failed group, never published in the
+//! where a write to the file ended, so a commit lies in one region or in none, and a region
+//! holds exactly the bytes of the commits it covers (and the group marks between them).
+//! Every slot is written once; its buffer is dropped only after a region covering its
+//! commit is published, so a reader that finds the buffer gone finds the region when it
+//! looks again. Commit buffers are handed out shared (an `Arc`), region bytes borrowed for
+//! as long as the mirror. `published` is stored with Release after a slot is filled and
+//! loaded with Acquire by readers. A truncation (a failed group, never published in the
 //! index) lowers `published` and is the segment's last change: the writer is dropped after
 //! a failed group (`Shared::publish` poisons), so no commit follows one into this mirror,
 //! and the slots above keep their buffers, unreachable through the index, until the mirror
@@ -28,6 +29,8 @@
 
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+
+use arc_swap::ArcSwapOption;
 
 use super::dead_rows::DeadRows;
 use super::record::{self, RecordView};
@@ -63,7 +66,24 @@ struct Slot {
     /// The buffer's length, read without touching the buffer (a search passes over most
     /// commits, or reads them from a region).
     len: AtomicU32,
-    buffer: OnceLock<Arc<AlignedBytes>>,
+    /// Dropped (set to `None`) once a region maps the commit: its bytes are then in the page
+    /// cache already, and a buffer would only hold a second copy on the heap.
+    buffer: ArcSwapOption<AlignedBytes>,
+}
+
+/// A commit's bytes: borrowed from the region that maps them, or its buffer, shared.
+pub(crate) enum CommitBytes<'a> {
+    Mapped(&'a [u8]),
+    Buffer(Arc<AlignedBytes>),
+}
+
+impl CommitBytes<'_> {
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self {
+            CommitBytes::Mapped(bytes) => bytes,
+            CommitBytes::Buffer(buffer) => buffer.bytes(),
+        }
+    }
 }
 
 /// The active segment's records, readable without locks while the writer appends.
@@ -79,6 +99,8 @@ pub(crate) struct HotSegment {
     regions: OnceLock<Box<[OnceLock<Region>]>>,
     /// Regions readers may use.
     regions_published: AtomicUsize,
+    /// Slots below this index have had their buffers dropped (writer only).
+    released: AtomicUsize,
     /// Held by `add` and `truncate` (one writer at a time).
     writer: Mutex<()>,
 }
@@ -99,6 +121,7 @@ impl HotSegment {
             published: AtomicUsize::new(0),
             regions: OnceLock::new(),
             regions_published: AtomicUsize::new(0),
+            released: AtomicUsize::new(0),
             writer: Mutex::new(()),
         }
     }
@@ -119,7 +142,7 @@ impl HotSegment {
     /// Publishes a map of the file's bytes from `mapped_end` on (`bytes`, written by
     /// successful writes, never changed again: `io/maps.rs`, invariant 1). From then on
     /// records below its end are served from it: file order, contiguous, out of the page
-    /// cache. The commit buffers stay: a region is a faster source of the same bytes. Returns
+    /// cache. The buffers of the commits it covers are dropped after it is published. Returns
     /// false (and publishes nothing) when the regions are full or `bytes` is not 8-byte
     /// aligned in memory.
     pub(crate) fn add_region(&self, bytes: Arc<AlignedBytes>) -> bool {
@@ -133,6 +156,20 @@ impl HotSegment {
             return false;
         }
         self.regions_published.store(n + 1, Ordering::Release);
+        // Readers that looked before the store and then find a buffer gone look again and
+        // find the region (`record`, `commit`).
+        let end = self.mapped_end();
+        let published = self.published.load(Ordering::Relaxed);
+        let mut i = self.released.load(Ordering::Relaxed);
+        while i < published {
+            let slot = self.slot(i);
+            if u64::from(slot.offset.load(Ordering::Relaxed)) + u64::from(slot.len.load(Ordering::Relaxed)) > end {
+                break;
+            }
+            slot.buffer.store(None);
+            i += 1;
+        }
+        self.released.store(i, Ordering::Relaxed);
         true
     }
 
@@ -181,7 +218,7 @@ impl HotSegment {
                     offset: AtomicU32::new(u32::MAX),
                     first_len: AtomicU32::new(0),
                     len: AtomicU32::new(0),
-                    buffer: OnceLock::new(),
+                    buffer: ArcSwapOption::empty(),
                 })
                 .collect()
         });
@@ -190,12 +227,13 @@ impl HotSegment {
             _ => record::parse_trusted(bytes.bytes(), 0, self.embedding_dim).map_or(0, |view| view.len as u32),
         };
         let len = bytes.bytes().len() as u32; // a commit fits a segment, whose offsets are u32
-        if slots[at].buffer.set(bytes).is_err() {
+        if slots[at].len.load(Ordering::Relaxed) != 0 {
             // A commit after a truncation: unreachable (the writer is gone, see the module's
             // invariants). Publishing nothing keeps every published slot as it was.
             debug_assert!(false, "a commit added to a hot mirror after a truncation");
             return;
         }
+        slots[at].buffer.store(Some(bytes));
         slots[at].offset.store(offset, Ordering::Relaxed);
         slots[at].first_len.store(first_len, Ordering::Relaxed);
         slots[at].len.store(len, Ordering::Relaxed);
@@ -240,13 +278,9 @@ impl HotSegment {
         lo.checked_sub(1)
     }
 
-    /// The record at `offset` in slot `i`'s buffer, parsed.
-    fn record_in(&self, i: usize, offset: u32) -> Option<(Arc<AlignedBytes>, RecordView)> {
-        let slot = self.slot(i);
-        let start = (offset - slot.offset.load(Ordering::Relaxed)) as usize;
-        let buffer = slot.buffer.get()?.clone();
-        let view = record::parse_trusted(buffer.bytes(), start, self.embedding_dim).ok()?;
-        Some((buffer, view))
+    /// Slot `i`'s buffer, or `None` once a region maps its commit.
+    fn buffer(&self, i: usize) -> Option<Arc<AlignedBytes>> {
+        self.slot(i).buffer.load_full()
     }
 
     /// How many commits readers may use now (`commit(i)` for `i` below it).
@@ -264,17 +298,21 @@ impl HotSegment {
     /// Commit `i` (below a count `published` gave): the segment offset it starts at and its
     /// bytes, borrowed for as long as the mirror — from the region that maps them when one
     /// does, else from the commit's buffer.
-    pub(crate) fn commit(&self, i: usize) -> Option<(u32, &[u8])> {
+    pub(crate) fn commit(&self, i: usize) -> Option<(u32, CommitBytes<'_>)> {
         let slot = self.slot(i);
         let offset = slot.offset.load(Ordering::Relaxed);
         let len = slot.len.load(Ordering::Relaxed) as usize;
-        if let Some(region) = self.region_at(offset) {
-            let start = (offset - region.start) as usize;
-            if let Some(bytes) = region.bytes.bytes().get(start..start + len) {
-                return Some((offset, bytes));
+        // Twice at most: a buffer found gone was dropped after its region was published.
+        for _ in 0..2 {
+            if let Some(region) = self.region_at(offset) {
+                let start = (offset - region.start) as usize;
+                return Some((offset, CommitBytes::Mapped(region.bytes.bytes().get(start..start + len)?)));
+            }
+            if let Some(buffer) = self.buffer(i) {
+                return Some((offset, CommitBytes::Buffer(buffer)));
             }
         }
-        Some((offset, slot.buffer.get()?.bytes()))
+        None
     }
 
     /// The buffer holding the record at `offset` and the record's start inside it, parsed:
@@ -282,13 +320,21 @@ impl HotSegment {
     /// process, so the checksum is verified only in debug builds; a `None` means the index
     /// points at nothing, a bug reported by the caller.
     pub(crate) fn record(&self, offset: u32) -> Option<(Arc<AlignedBytes>, RecordView)> {
-        if let Some(region) = self.region_at(offset) {
-            let start = (offset - region.start) as usize;
-            let view = record::parse_trusted(region.bytes.bytes(), start, self.embedding_dim).ok()?;
-            return Some((region.bytes.clone(), view));
+        // Twice at most: a buffer found gone was dropped after its region was published.
+        for _ in 0..2 {
+            if let Some(region) = self.region_at(offset) {
+                let start = (offset - region.start) as usize;
+                let view = record::parse_trusted(region.bytes.bytes(), start, self.embedding_dim).ok()?;
+                return Some((region.bytes.clone(), view));
+            }
+            let i = self.slot_at_or_before(offset, self.published.load(Ordering::Acquire))?;
+            if let Some(buffer) = self.buffer(i) {
+                let start = (offset - self.offset_of(i)) as usize;
+                let view = record::parse_trusted(buffer.bytes(), start, self.embedding_dim).ok()?;
+                return Some((buffer, view));
+            }
         }
-        let i = self.slot_at_or_before(offset, self.published.load(Ordering::Acquire))?;
-        self.record_in(i, offset)
+        None
     }
 }
 
@@ -319,7 +365,7 @@ mod tests {
         assert_eq!(hot.published(), added.len());
         for (i, (at, bytes)) in added.iter().enumerate() {
             let (got_at, got) = hot.commit(i).expect("a published commit");
-            assert!(got_at == *at && std::ptr::eq(got, bytes.bytes()), "commit {i}");
+            assert!(got_at == *at && std::ptr::eq(got.bytes(), bytes.bytes()), "commit {i}");
         }
         hot.truncate(u64::from(added[500].0));
         assert_eq!(hot.published(), 500);
@@ -328,8 +374,9 @@ mod tests {
     }
 
     /// Once a region maps the file's first commits, records and commits below its end are
-    /// read from it (the same bytes, at the same offsets) and those after it from their
-    /// buffers; a second region continues where the first ends.
+    /// read from it (the same bytes, at the same offsets) and their buffers are dropped;
+    /// those after it are read from their buffers; a second region continues where the
+    /// first ends.
     #[test]
     fn records_below_the_mapped_end_come_from_the_regions() {
         let hot = HotSegment::new(0);
@@ -368,7 +415,68 @@ mod tests {
             assert_eq!(expected.map(|r| Arc::ptr_eq(r, &buffer)), expected.map(|_| true), "record {i} from its region");
             let (got_at, bytes) = hot.commit(i).expect("a published commit");
             let end = offsets.get(i + 1).map_or(file.len(), |&e| e as usize);
-            assert!(got_at == at && bytes == &file[at as usize..end], "commit {i}");
+            assert!(got_at == at && bytes.bytes() == &file[at as usize..end], "commit {i}");
+            assert_eq!(hot.buffer(i).is_none(), i < 200, "commit {i}'s buffer is dropped once a region maps it");
+        }
+    }
+
+    /// Readers racing the writer as it adds commits and regions (dropping the buffers the
+    /// regions cover) always find every published record and commit, with its own bytes.
+    #[test]
+    fn readers_racing_regions_always_find_published_records() {
+        use std::sync::atomic::AtomicBool;
+        let hot = Arc::new(HotSegment::new(0));
+        let file = Arc::new(Mutex::new(vec![0u8; SEGMENT_HEADER_LEN])); // what the file holds
+        let offsets: Arc<Mutex<Vec<u32>>> = Arc::default();
+        let done = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|r| {
+                let (hot, offsets, done) = (hot.clone(), offsets.clone(), done.clone());
+                std::thread::spawn(move || {
+                    let mut checked = 0u64;
+                    let mut x = r as usize;
+                    while !done.load(Ordering::Relaxed) {
+                        let n = hot.published();
+                        if n == 0 {
+                            continue;
+                        }
+                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        // Mostly the newest commits: those a region is about to cover.
+                        let i = if x & 1 == 0 { (x >> 33) % n } else { n - 1 - (x >> 33) % n.min(300) };
+                        let at = offsets.lock().unwrap()[i];
+                        let (_, view) = hot.record(at).unwrap_or_else(|| panic!("record {i} at {at} not found"));
+                        assert_eq!(view.seq, i as u64 + 1);
+                        let (got_at, bytes) = hot.commit(i).unwrap_or_else(|| panic!("commit {i} not found"));
+                        assert_eq!(got_at, at);
+                        let view = record::parse_trusted(bytes.bytes(), 0, 0).expect("the commit's own bytes");
+                        assert_eq!(view.seq, i as u64 + 1);
+                        checked += 1;
+                    }
+                    checked
+                })
+            })
+            .collect();
+        let aligned = |bytes: &[u8]| {
+            let mut v = AlignedVec::with_capacity(bytes.len());
+            v.extend_from_slice(bytes);
+            Arc::new(v.freeze())
+        };
+        for seq in 1..=40_000u64 {
+            let key = format!("key{seq}");
+            let fields = RecordFields { kind: RecordKind::Put, key: key.as_bytes(), content: b"v", embedding: None, expires_at_ms: 0 };
+            let bytes = Arc::new(encode_one(&fields, seq, true).freeze());
+            let at = file.lock().unwrap().len() as u32;
+            offsets.lock().unwrap().push(at); // before it is published, so readers can look it up
+            file.lock().unwrap().extend_from_slice(bytes.bytes());
+            hot.add(at, bytes);
+            if seq % 97 == 0 {
+                let region = aligned(&file.lock().unwrap()[hot.mapped_end() as usize..]);
+                assert!(hot.add_region(region));
+            }
+        }
+        done.store(true, Ordering::Relaxed);
+        for reader in readers {
+            assert!(reader.join().expect("reader") > 0, "the reader checked something");
         }
     }
 

@@ -19,7 +19,7 @@
 use super::topk::Origin;
 use crate::db::Shared;
 use crate::log::dead_rows::DeadRows;
-use crate::log::hot::HotSegment;
+use crate::log::hot::{CommitBytes, HotSegment};
 use crate::log::record::{self, RecordKind};
 use crate::log::segment::{EmbeddedPut, SealedSegment};
 use crate::read::ReadView;
@@ -69,7 +69,7 @@ pub(crate) fn warm_rows<'a>(
 /// its buffer when the bytes up to the next commit (its length, or more: group marks sit
 /// between commits) are too few for any record with an embedding, or when its first record
 /// is dead and the bytes after it too few (a lone overwritten put, the common case).
-pub(crate) fn hot_commits(hot: &HotSegment, (start, end): (usize, usize), published: usize) -> Vec<(u32, &[u8])> {
+pub(crate) fn hot_commits(hot: &HotSegment, (start, end): (usize, usize), published: usize) -> Vec<(u32, CommitBytes<'_>)> {
     let smallest = record::encoded_len(1, hot.embedding_dim, 0) as u32;
     let mut commits = Vec::with_capacity(end - start);
     for i in start..end {
@@ -95,15 +95,16 @@ pub(crate) fn hot_rows<'a>(
     shared: &Shared,
     view: &ReadView,
     (segment_id, dead): (u32, &DeadRows),
-    commits: &[(u32, &'a [u8])],
+    commits: &'a [(u32, CommitBytes<'_>)],
     wanted: impl Fn(&[u8]) -> bool,
     out: &mut Vec<LogRow<'a>>,
 ) -> Result<()> {
     // Commits not yet in a region (`HotSegment::add_region`) are each their own allocation:
     // reading them one after another would wait for one cache miss at a time. A tight pass
     // first touches them all, so that many misses are in flight at once.
-    std::hint::black_box(commits.iter().fold(0u8, |touched, (_, bytes)| touched ^ bytes.first().copied().unwrap_or(0)));
-    for &(base, bytes) in commits {
+    std::hint::black_box(commits.iter().fold(0u8, |touched, (_, bytes)| touched ^ bytes.bytes().first().copied().unwrap_or(0)));
+    for (base, bytes) in commits {
+        let (base, bytes) = (*base, bytes.bytes());
         let mut at = (crate::log::header::SEGMENT_HEADER_LEN as u32).saturating_sub(base) as usize;
         while at < bytes.len() {
             let offset = base + at as u32;

@@ -371,9 +371,10 @@ impl<'a> Scan<'a> {
                 Some(&Work::Hot { segment, start, end }) => {
                     let (id, hot, published) = self.hot[segment];
                     let commits = log_rows::hot_commits(hot, (start, end), published);
-                    rows.clear();
-                    log_rows::hot_rows(self.liveness.shared, self.view, (id, &hot.dead), &commits, wanted, &mut rows)?;
-                    for tile in rows.chunks(TILE_ROWS) {
+                    // Rows of their own: they borrow from `commits`, which may hold buffers.
+                    let mut hot_rows = Vec::new();
+                    log_rows::hot_rows(self.liveness.shared, self.view, (id, &hot.dead), &commits, wanted, &mut hot_rows)?;
+                    for tile in hot_rows.chunks(TILE_ROWS) {
                         self.score_log_tile(tile, &mut selections, &mut scores)?;
                     }
                 }
