@@ -62,9 +62,8 @@ impl ReadOnlyMap {
         // which only appends after it, and nothing truncates the file while the handle that
         // maps it lives (see the module comment, invariant 1): the bytes behind the returned
         // slice cannot change, and the file is at least that long. Read-only (PROT_READ).
-        let map =
-            unsafe { memmap2::MmapOptions::new().offset(offset).len(len_usize).map(file) }.map_err(|e| Error::io_at(path, "mmap", e))?;
-        Ok(ReadOnlyMap { map: Some(map) })
+        let map = unsafe { memmap2::MmapOptions::new().offset(offset).len(len_usize).map(file) };
+        Ok(ReadOnlyMap { map: Some(map.map_err(|e| Error::io_at(path, "mmap", e))?) })
     }
 
     pub(crate) fn bytes(&self) -> &[u8] {

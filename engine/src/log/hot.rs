@@ -99,10 +99,9 @@ pub(crate) struct HotSegment {
     regions: OnceLock<Box<[OnceLock<Region>]>>,
     /// Regions readers may use.
     regions_published: AtomicUsize,
-    /// Slots below this index have had their buffers dropped (writer only).
-    released: AtomicUsize,
-    /// Held by `add` and `truncate` (one writer at a time).
-    writer: Mutex<()>,
+    /// Held by `add`, `add_region` and `truncate` (one writer at a time); holds how many
+    /// slots from the first have had their buffers dropped (`add_region`).
+    writer: Mutex<usize>,
 }
 
 /// (chunk, index in the chunk) of slot `i`.
@@ -121,8 +120,7 @@ impl HotSegment {
             published: AtomicUsize::new(0),
             regions: OnceLock::new(),
             regions_published: AtomicUsize::new(0),
-            released: AtomicUsize::new(0),
-            writer: Mutex::new(()),
+            writer: Mutex::new(0),
         }
     }
 
@@ -146,7 +144,7 @@ impl HotSegment {
     /// false (and publishes nothing) when the regions are full or `bytes` is not 8-byte
     /// aligned in memory.
     pub(crate) fn add_region(&self, bytes: Arc<AlignedBytes>) -> bool {
-        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut released = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let n = self.regions_published.load(Ordering::Relaxed);
         let start = self.mapped_end();
         let Ok(start32) = u32::try_from(start) else { return false };
@@ -160,7 +158,7 @@ impl HotSegment {
         // find the region (`record`, `commit`).
         let end = self.mapped_end();
         let published = self.published.load(Ordering::Relaxed);
-        let mut i = self.released.load(Ordering::Relaxed);
+        let mut i = *released;
         while i < published {
             let slot = self.slot(i);
             if u64::from(slot.offset.load(Ordering::Relaxed)) + u64::from(slot.len.load(Ordering::Relaxed)) > end {
@@ -169,7 +167,7 @@ impl HotSegment {
             slot.buffer.store(None);
             i += 1;
         }
-        self.released.store(i, Ordering::Relaxed);
+        *released = i;
         true
     }
 
