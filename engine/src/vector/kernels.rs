@@ -22,6 +22,10 @@
 //! the 16 vector registers of AVX2, so each loaded vector feeds 3 or 4 multiply-adds
 //! instead of 1 (BENCHMARKS.md, "Vector search with tiled SIMD kernels": a batch sustains
 //! 24–31 G multiply-adds/s per thread, against 8–9 G for one pair at a time before).
+//!
+//! **Prefetch.** `score_tile_ahead` spreads prefetches of the next tile's cache lines over
+//! this tile's loads (into L2), so a scan's memory traffic overlaps its arithmetic; the
+//! only `unsafe`-free way to the instruction is pulp's `Sse` wrapper, x86-64 only.
 
 use pulp::{Arch, Simd, WithSimd};
 
@@ -41,11 +45,52 @@ const ROW_BLOCK: usize = 3;
 
 /// `out[i * rows.len() + j] = kernel(queries[i], rows[j])`. Every vector has the same length.
 pub(crate) fn score_tile(kernel: Kernel, queries: &[&[f32]], rows: &[&[f32]], out: &mut [f32]) {
+    score_tile_ahead(kernel, queries, rows, &[], out);
+}
+
+/// `score_tile`, asking the CPU to load `ahead` (the next tile's rows: one contiguous run of
+/// cold rows, or the vectors of log rows that lie apart) into L2 while it scores this one:
+/// the row blocks of the first query block share `ahead`'s cache lines evenly and spread
+/// their share over their own reads, so that the next tile's memory traffic overlaps this
+/// tile's arithmetic instead of following it. A hint only: results do not depend on it.
+pub(crate) fn score_tile_ahead(kernel: Kernel, queries: &[&[f32]], rows: &[&[f32]], ahead: &[&[f32]], out: &mut [f32]) {
     debug_assert_eq!(out.len(), queries.len() * rows.len());
     debug_assert!(queries.first().is_none_or(|q| queries.iter().chain(rows).all(|v| v.len() == q.len())));
     match kernel {
-        Kernel::Dot => Arch::new().dispatch(Tile::<false> { queries, rows, out }),
-        Kernel::L2Squared => Arch::new().dispatch(Tile::<true> { queries, rows, out }),
+        Kernel::Dot => Arch::new().dispatch(Tile::<false> { queries, rows, ahead, prefetcher: Prefetcher::new(), out }),
+        Kernel::L2Squared => Arch::new().dispatch(Tile::<true> { queries, rows, ahead, prefetcher: Prefetcher::new(), out }),
+    }
+}
+
+/// f32s per cache line (64 bytes).
+const LINE_F32S: usize = 16;
+
+/// Issues cache-line prefetches. pulp's `Sse` wrapper makes the instruction a safe call (a
+/// prefetch never faults: an address not mapped is ignored); elsewhere it does nothing.
+#[derive(Clone, Copy)]
+struct Prefetcher {
+    #[cfg(target_arch = "x86_64")]
+    sse: Option<pulp::core_arch::x86::Sse>,
+}
+
+impl Prefetcher {
+    fn new() -> Prefetcher {
+        Prefetcher {
+            #[cfg(target_arch = "x86_64")]
+            sse: pulp::core_arch::x86::Sse::try_new(),
+        }
+    }
+
+    /// Asks for the cache line `line` starts in, into L2 (`T1`: with `T0`, into L1 as well,
+    /// the scan ran slower than with no prefetch at all — BENCHMARKS.md, search).
+    #[inline(always)]
+    fn line(self, line: &[f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(sse) = self.sse {
+            sse._mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T1 }>(line.as_ptr().cast());
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = line;
     }
 }
 
@@ -131,6 +176,9 @@ impl Aligned {
 struct Tile<'a, const L2: bool> {
     queries: &'a [&'a [f32]],
     rows: &'a [&'a [f32]],
+    /// Prefetched by the first query block's row blocks (`score_tile_ahead`).
+    ahead: &'a [&'a [f32]],
+    prefetcher: Prefetcher,
     out: &'a mut [f32],
 }
 
@@ -139,16 +187,21 @@ impl<const L2: bool> WithSimd for Tile<'_, L2> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        let Tile { queries, rows, out } = self;
+        let Tile { queries, rows, ahead, prefetcher, out } = self;
         let width = rows.len();
+        // Each row block of the first query block prefetches `share` lines of `ahead`.
+        let ahead_lines: usize = ahead.iter().map(|v| v.len().div_ceil(LINE_F32S)).sum();
+        let share = ahead_lines.div_ceil(rows.len().div_ceil(ROW_BLOCK).max(1));
+        let mut lines = ahead.iter().flat_map(|v| v.chunks(LINE_F32S));
         // Query blocks outside, row blocks inside: a block of queries stays in L1 while the
         // rows of the tile stream past it.
         for (qb, query_block) in queries.chunks(QUERY_BLOCK).enumerate() {
             for (rb, row_block) in rows.chunks(ROW_BLOCK).enumerate() {
                 let (q0, r0) = (qb * QUERY_BLOCK, rb * ROW_BLOCK);
+                let share = if qb == 0 { share } else { 0 };
                 macro_rules! block {
                     ($q:literal, $r:literal) => {{
-                        let sums = block::<S, $q, $r, L2>(simd, query_block, row_block);
+                        let sums = block::<S, $q, $r, L2>(simd, query_block, row_block, (&mut lines, share), prefetcher);
                         for (i, row_sums) in sums.iter().enumerate() {
                             out[(q0 + i) * width + r0..][..$r].copy_from_slice(row_sums);
                         }
@@ -197,16 +250,34 @@ fn split<'v, S: Simd, const N: usize>(vs: &[&'v [f32]], n: usize) -> ([&'v [S::f
     (body, tail)
 }
 
-/// The `Q × R` sums of one register block (`qs.len() == Q`, `rs.len() == R`).
+/// The `Q × R` sums of one register block (`qs.len() == Q`, `rs.len() == R`); `ahead.1` lines
+/// of `ahead.0` are prefetched a few at a time, spread over the block's reads
+/// (`score_tile_ahead`).
 #[inline(always)]
-fn block<S: Simd, const Q: usize, const R: usize, const L2: bool>(simd: S, qs: &[&[f32]], rs: &[&[f32]]) -> [[f32; R]; Q] {
+fn block<'a, S: Simd, const Q: usize, const R: usize, const L2: bool>(
+    simd: S,
+    qs: &[&[f32]],
+    rs: &[&[f32]],
+    ahead: (&mut impl Iterator<Item = &'a [f32]>, usize),
+    prefetcher: Prefetcher,
+) -> [[f32; R]; Q] {
     debug_assert!(qs.len() == Q && rs.len() == R);
     let n = qs[0].len() / S::F32_LANES;
     let (q_body, q_tail) = split::<S, Q>(qs, n);
     let (r_body, r_tail) = split::<S, R>(rs, n);
     let zero = simd.splat_f32s(0.0);
     let mut acc = [[zero; R]; Q];
+    // One look at `ahead` per cache line of a row, `per_look` lines each time.
+    let (lines, mut left) = ahead;
+    let per_line = (LINE_F32S / S::F32_LANES).max(1);
+    let per_look = left.div_ceil(n.div_ceil(per_line).max(1));
     for c in 0..n {
+        if c % per_line == 0 && left > 0 {
+            for line in lines.by_ref().take(per_look.min(left)) {
+                prefetcher.line(line);
+            }
+            left = left.saturating_sub(per_look);
+        }
         let mut r = [zero; R];
         for j in 0..R {
             r[j] = r_body[j][c];
@@ -334,6 +405,30 @@ mod tests {
             }
         }
         assert!(tight > 1000, "the bound should be close for well-separated vectors ({tight} of 3000 within 1 %)");
+    }
+
+    /// The prefetch is a hint: any `ahead` (none, shorter or longer than the tile, not a whole
+    /// number of lines) leaves every score's bits as they are.
+    #[test]
+    fn prefetching_ahead_changes_no_score() {
+        let pool: Vec<f32> = vector(4000, 99);
+        for n in [1usize, 7, 16, 37, 768] {
+            let vectors: Vec<Vec<f32>> = (0..12).map(|s| vector(n, s)).collect();
+            for (nq, nr) in [(1usize, 1usize), (1, 7), (4, 3), (5, 8), (9, 2)] {
+                let queries: Vec<&[f32]> = vectors[..nq].iter().map(Vec::as_slice).collect();
+                let rows: Vec<&[f32]> = vectors[nq.min(4)..nq.min(4) + nr].iter().map(Vec::as_slice).collect();
+                for kernel in [Kernel::Dot, Kernel::L2Squared] {
+                    let mut want = vec![f32::NAN; nq * nr];
+                    score_tile(kernel, &queries, &rows, &mut want);
+                    for ahead in [0usize, 1, 15, 16, 17, 250, 4000] {
+                        let mut got = vec![f32::NAN; nq * nr];
+                        score_tile_ahead(kernel, &queries, &rows, &[&pool[..ahead], &pool[ahead / 3..ahead / 2]], &mut got);
+                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&got), bits(&want), "{kernel:?} n={n} tile {nq}x{nr} ahead {ahead}");
+                    }
+                }
+            }
+        }
     }
 
     /// The property `search` == `search_batch` rests on: a pair's score does not depend on

@@ -304,7 +304,9 @@ struct Scores<'q> {
 impl<'q> Scores<'q> {
     /// Scores `rows` against the queries `i` with `wanted(i)`; with `l2_by_dot`, L2 queries
     /// get the Dot kernel too (for `kernels::l2_lower_bound`).
-    fn compute(&mut self, queries: &[Query<'q>], wanted: impl Fn(usize) -> bool, rows: &[&[f32]], l2_by_dot: bool) {
+    /// `ahead`: the next tile's rows, prefetched while this one is scored
+    /// (`kernels::score_tile_ahead`).
+    fn compute(&mut self, queries: &[Query<'q>], wanted: impl Fn(usize) -> bool, rows: &[&[f32]], ahead: &[&[f32]], l2_by_dot: bool) {
         let kernel = |i: usize| if l2_by_dot { Kernel::Dot } else { queries[i].kernel() };
         self.active.clear();
         self.active.extend((0..queries.len()).filter(|&i| kernel(i) == Kernel::Dot && wanted(i)));
@@ -317,12 +319,18 @@ impl<'q> Scores<'q> {
         self.raw.resize(self.active.len() * self.width, 0.0);
         let (dot_raw, l2_raw) = self.raw.split_at_mut(self.dots * self.width);
         let (dot_vectors, l2_vectors) = self.vectors.split_at(self.dots);
+        let l2_ahead = if dot_vectors.is_empty() { ahead } else { &[] };
         if !dot_vectors.is_empty() {
-            kernels::score_tile(Kernel::Dot, dot_vectors, rows, dot_raw);
+            kernels::score_tile_ahead(Kernel::Dot, dot_vectors, rows, ahead, dot_raw);
         }
         if !l2_vectors.is_empty() {
-            kernels::score_tile(Kernel::L2Squared, l2_vectors, rows, l2_raw);
+            kernels::score_tile_ahead(Kernel::L2Squared, l2_vectors, rows, l2_ahead, l2_raw);
         }
+    }
+
+    /// Whether the last `compute` scored anything (and so asked for its `ahead`).
+    fn any(&self) -> bool {
+        !self.active.is_empty() && self.width > 0
     }
 
     /// `(query index, its kernel values against the tile's vectors)`.
@@ -384,6 +392,8 @@ impl<'a> Scan<'a> {
 
     /// Scores a tile of hot or warm rows against every query covering one of its keys and
     /// offers those the view reads (asked of the index only for rows a top-k would keep).
+    /// Not prefetched as cold tiles are: for 100K warm records that changed nothing
+    /// measurable (their cost is the hint entries and the liveness checks, not the loads).
     fn score_log_tile(&self, tile: &[LogRow<'_>], selections: &mut [TopK], scores: &mut Scores<'a>) -> Result<()> {
         let queries = self.queries;
         let vectors: Vec<&[f32]> = tile.iter().map(|row| row.vector).collect();
@@ -396,7 +406,7 @@ impl<'a> Scan<'a> {
             kernels::norms(&vectors, &mut norms);
         }
         let covers = |i: usize, row: &LogRow<'_>| queries[i].covers(row.key);
-        scores.compute(queries, |i| queries[i].k > 0 && tile.iter().any(|row| covers(i, row)), &vectors, false);
+        scores.compute(queries, |i| queries[i].k > 0 && tile.iter().any(|row| covers(i, row)), &vectors, &[], false);
         // What the index said of each row, asked once whatever the number of queries: the
         // record the view reads there, or `None` (superseded, deleted, expired).
         let mut said: Vec<Option<Option<Record>>> = tile.iter().map(|_| None).collect();
@@ -451,6 +461,8 @@ impl<'a> Scan<'a> {
         // query would keep the row).
         let mut shadowed: Vec<Option<bool>> = Vec::with_capacity(TILE_ROWS);
         let mut tile_start = start;
+        // Rows below this were prefetched by the scoring of the tile before theirs.
+        let mut prefetched_to = start;
         while tile_start < end {
             let tile_end = (tile_start + TILE_ROWS).min(end);
             candidates.clear();
@@ -483,12 +495,29 @@ impl<'a> Scan<'a> {
             // the kernel then reads them from L2. Scored straight from memory, three rows at
             // a time (three interleaved streams, restarted every 3 KB), one query ran at
             // 0.5 of a plain loop's bandwidth; with this pass, 0.8 (BENCHMARKS.md, search).
-            std::hint::black_box(matrix[first * dim..(last + 1) * dim].iter().step_by(16).fold(0u32, |t, &x| t ^ x.to_bits()));
+            // After the first tile, the previous tile's scoring has asked for this one's lines
+            // already (`prefetched_to`), overlapped with its arithmetic, and the pass is left
+            // out: one query at 100K took 1.11–1.37 × the loop's time with the pass alone,
+            // 1.00–1.22 × with the prefetch (BENCHMARKS.md, search, figure 2).
+            if prefetched_to < tile_end {
+                std::hint::black_box(matrix[first * dim..(last + 1) * dim].iter().step_by(16).fold(0u32, |t, &x| t ^ x.to_bits()));
+            }
             shadowed.clear();
             shadowed.resize(candidates.len(), None);
             let ranges = &self.ranges[s];
             // The queries whose row range meets the tile's candidates.
-            scores.compute(self.queries, |i| self.queries[i].k > 0 && ranges[i].0 <= last && first < ranges[i].1, &vectors, true);
+            // The next tile's rows load while this one is scored.
+            let next = tile_end..(tile_end + TILE_ROWS).min(end);
+            scores.compute(
+                self.queries,
+                |i| self.queries[i].k > 0 && ranges[i].0 <= last && first < ranges[i].1,
+                &vectors,
+                &[&matrix[next.start * dim..next.end * dim]],
+                true,
+            );
+            if scores.any() {
+                prefetched_to = next.end;
+            }
             for (qi, raw) in scores.rows() {
                 let (query, selection, (lo, hi)) = (&self.queries[qi], &mut selections[qi], ranges[qi]);
                 let js = candidates.partition_point(|&r| r < lo)..candidates.partition_point(|&r| r < hi);
