@@ -230,6 +230,26 @@ fn check_gets(db: &Db, model: &BTreeMap<Vec<u8>, Stored>, now: u64, when: &str) 
     }
 }
 
+type StdRng = rand::rngs::StdRng;
+
+/// A vector of small integers (exact sums, so ties are real ties).
+fn random_vector(rng: &mut StdRng) -> Vec<f32> {
+    use rand::Rng;
+    (0..DIM).map(|_| f32::from(rng.gen_range(-4i8..=4))).collect()
+}
+
+/// One random write to `key`, in `one_in` draws each: a delete, a put without an embedding,
+/// a put with a TTL; otherwise a put with an embedding.
+fn random_op(rng: &mut StdRng, key: Vec<u8>, one_in: u32) -> Op {
+    use rand::Rng;
+    match rng.gen_range(0..one_in) {
+        0 => Op::Delete { key },
+        1 => Op::Put { key, embedding: None, ttl_ms: None },
+        2 => Op::Put { key, embedding: Some(random_vector(rng)), ttl_ms: Some(rng.gen_range(1..40)) },
+        _ => Op::Put { key, embedding: Some(random_vector(rng)), ttl_ms: None },
+    }
+}
+
 /// A hot segment far past `REGION_BYTES` (4 MiB: 3 000 puts of 4 KiB content, never
 /// sealed), so that most hot records are read from the writer's maps of the file rather
 /// than from their commit buffers — by gets, by searches (file order) and by a snapshot
@@ -238,17 +258,11 @@ fn check_gets(db: &Db, model: &BTreeMap<Vec<u8>, Stored>, now: u64, when: &str) 
 #[test]
 fn a_hot_segment_of_several_regions_agrees_with_brute_force() {
     use rand::{Rng, SeedableRng};
-    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-    let vector = |rng: &mut rand::rngs::StdRng| -> Vec<f32> { (0..DIM).map(|_| f32::from(rng.gen_range(-4i8..=4))).collect() };
+    let mut rng = StdRng::seed_from_u64(11);
     let mut ops = Vec::new();
     for n in 0..3_000u32 {
         let key = format!("k{:04}", rng.gen_range(0..1_200)).into_bytes();
-        ops.push(match rng.gen_range(0..12) {
-            0 => Op::Delete { key },
-            1 => Op::Put { key, embedding: None, ttl_ms: None },
-            2 => Op::Put { key, embedding: Some(vector(&mut rng)), ttl_ms: Some(rng.gen_range(1..40)) },
-            _ => Op::Put { key, embedding: Some(vector(&mut rng)), ttl_ms: None },
-        });
+        ops.push(random_op(&mut rng, key, 12));
         if n % 1_000 == 999 {
             ops.push(Op::Advance(10));
         }
@@ -257,7 +271,7 @@ fn a_hot_segment_of_several_regions_agrees_with_brute_force() {
         .into_iter()
         .enumerate()
         .map(|(i, metric)| {
-            let mut v = vector(&mut rng);
+            let mut v = random_vector(&mut rng);
             v[0] = 5.0;
             Query { vector: v, k: if i == 0 { 2_000 } else { 10 }, metric, min_score: None, prefix: None, even_filter: i == 2 }
         })
@@ -285,26 +299,20 @@ proptest! {
 #[test]
 fn a_search_split_among_threads_over_a_large_index_agrees_with_brute_force() {
     use rand::{Rng, SeedableRng};
-    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut rng = StdRng::seed_from_u64(7);
     let prefixes: [&[u8]; 4] = [b"a/", b"b/", b"ab", b"\xff"];
     let key_of = |i: u32| [prefixes[i as usize % 4], &i.to_be_bytes()[..]].concat();
-    let vector = |rng: &mut rand::rngs::StdRng| -> Vec<f32> { (0..DIM).map(|_| f32::from(rng.gen_range(-4i8..=4))).collect() };
     let mut ops = Vec::new();
     // 8 000 keys compacted into cold rows.
     for i in 0..8_000 {
-        ops.push(Op::Put { key: key_of(i), embedding: Some(vector(&mut rng)), ttl_ms: None });
+        ops.push(Op::Put { key: key_of(i), embedding: Some(random_vector(&mut rng)), ttl_ms: None });
     }
     ops.push(Op::Compact);
     // About 22 000 index keys over them: overwrites (some dropping the embedding), deletes,
     // TTLs, new keys, sealed in several segments, the last ones left hot.
     for n in 0..30_000u32 {
         let key = key_of(rng.gen_range(0..48_000));
-        ops.push(match rng.gen_range(0..10) {
-            0 => Op::Delete { key },
-            1 => Op::Put { key, embedding: None, ttl_ms: None },
-            2 => Op::Put { key, embedding: Some(vector(&mut rng)), ttl_ms: Some(rng.gen_range(1..40)) },
-            _ => Op::Put { key, embedding: Some(vector(&mut rng)), ttl_ms: None },
-        });
+        ops.push(random_op(&mut rng, key, 10));
         if n % 5_000 == 4_999 {
             ops.push(Op::Seal);
             ops.push(Op::Advance(10));
@@ -312,7 +320,7 @@ fn a_search_split_among_threads_over_a_large_index_agrees_with_brute_force() {
     }
     let mut queries: Vec<Query> = Vec::new();
     for (i, metric) in [Metric::Dot, Metric::L2, Metric::Cosine].into_iter().cycle().take(9).enumerate() {
-        let mut v = vector(&mut rng);
+        let mut v = random_vector(&mut rng);
         v[0] = 5.0; // non-zero for cosine
         let prefix = match i % 3 {
             0 => None,
