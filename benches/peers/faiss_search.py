@@ -16,46 +16,18 @@ import argparse
 import time
 
 import faiss
-import numpy as np
 
-DIM = 768
-QUERIES = 10
-BATCH = 64
-K = 10
-
-
-def mix(z):
-    z = z + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
-def embeddings(first, count):
-    """`data::embedding_of(i, DIM)` for i in first..first+count, as float32 rows."""
-    i = np.arange(first, first + count, dtype=np.uint64)[:, None]
-    j = np.arange(DIM, dtype=np.uint64)[None, :]
-    with np.errstate(over="ignore"):
-        bits = mix((i << np.uint64(16)) ^ j) >> np.uint64(40)
-    return bits.astype(np.float32) / np.float32(1 << 23) - np.float32(1.0)
+from search_data import BATCH, DIM, K, QUERIES, exact_top_k, normalised_rows_and_queries
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=100_000)
     n = parser.parse_args().records
-    matrix = np.concatenate([embeddings(s, min(65536, n - s)) for s in range(0, n, 65536)])
-    queries = embeddings(1_000_000, BATCH)
-    rows = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
-    qs = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    rows, qs = normalised_rows_and_queries(n)
     index = faiss.IndexFlatIP(DIM)
     index.add(rows)
-
-    del matrix
-    exact = []
-    for q in qs[:QUERIES].astype(np.float64):
-        scores = np.concatenate([rows[s : s + 65536].astype(np.float64) @ q for s in range(0, n, 65536)])
-        exact.append([int(i) for i in np.lexsort((np.arange(n), -scores))[:K]])
+    exact = exact_top_k(rows, qs[:QUERIES])
 
     cores = faiss.omp_get_max_threads()
     print(f"faiss {faiss.__version__}, N = {n}, {DIM}-dim, top-{K} cosine (IndexFlatIP on normalised rows)")
