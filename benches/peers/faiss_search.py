@@ -5,11 +5,12 @@ runner prints for strata (`cargo run --release -- --records N --engines strata`)
     pip install faiss-cpu numpy
     python3 benches/peers/faiss_search.py --records 100000
 
-The matrix is the runner's own (`data.rs`: `embedding_of(i, 768)`, rebuilt here bit for bit
-with the same SplitMix64 mixing), the queries are its `embedding_of(1_000_000 + q)`. Rows and
-queries are normalised, so inner product is cosine. Timed: 10 single queries and one batch of
-64, with 1 thread and with every core (faiss's OpenMP). The 10 single queries' top-10 lists
-are checked against an exact float64 NumPy scan; a mismatch is printed (ties can reorder).
+The matrix is the runner's own (`data.rs`: `embedding_of(i, 768)`, rebuilt bit for bit by
+search_data.py with the same SplitMix64 mixing), the queries are its
+`embedding_of(1_000_000 + q)`. Rows and queries are normalised, so inner product is cosine.
+Timed: 10 single queries and one batch of 64, with 1 thread and with every core (faiss's
+OpenMP). The 10 single queries' top-10 lists are checked against an exact float64 NumPy scan;
+a mismatch is printed (ties can reorder).
 """
 
 import argparse
