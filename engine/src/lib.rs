@@ -31,6 +31,7 @@ mod snapshots;
 mod stats;
 mod vector;
 mod verify;
+mod write;
 
 pub use batch::Batch;
 pub use cold::columns::{BinaryColumn, ColdColumns, ColdSegment};

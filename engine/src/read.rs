@@ -1,6 +1,8 @@
-//! Reading at one seq: `ReadView` (seq + segment table + clock) resolves index versions
-//! into `Record`s; `Snapshot` is the public, frozen form of it.
+//! Reads: `get_latest` (`Db::get`, the newest version, without a pin when it can), and
+//! `ReadView` (seq + segment table + clock), which resolves index versions into `Record`s at
+//! one seq; `Snapshot` is the public, frozen form of it. Iterators (`iter.rs`) and searches (`vector/`) read through a `ReadView` too.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::cold::set::ColdRow;
@@ -68,6 +70,71 @@ impl ReadView {
             _ => Ok(()),
         }
     }
+}
+
+/// How many times an unpinned `get` retries when pruning raced with it before it pins.
+const GET_RETRIES_UNPINNED: usize = 8;
+
+/// `Db::get`: the newest live version of `key`, read without a pin. The visible seq, the
+/// segment table and the index are published separately (a commit moves the seq after its
+/// index insert, pruning and retirement change the index in place), so the answer is taken
+/// only when those three agree; after `GET_RETRIES_UNPINNED` races it pins a view instead.
+pub(crate) fn get_latest(shared: &Shared, key: &[u8]) -> Result<Option<Record>> {
+    let mut seq = shared.visible_seq.load(Ordering::Acquire);
+    for _ in 0..GET_RETRIES_UNPINNED {
+        // Usually the newest version in the index is visible: one lookup decides. A key
+        // with no version at all (one that lives cold, or none) costs that lookup alone.
+        let newest = shared.index.newest_at(key, u64::MAX);
+        let only_newer_versions = newest.is_some_and(|(newest_seq, _)| newest_seq > seq);
+        let found = match newest {
+            Some((newest_seq, version)) if newest_seq <= seq => Some((newest_seq, version)),
+            Some(_) => {
+                // A newer version exists. The version `seq` reads may have been pruned
+                // since (no pin holds it once the visible seq moved on), leaving one kept
+                // for an old snapshot: only trust the answer if the visible seq did not move.
+                let at_seq = shared.index.newest_at(key, seq);
+                let now = shared.visible_seq.load(Ordering::Acquire);
+                if now != seq {
+                    seq = now;
+                    continue;
+                }
+                at_seq
+            }
+            None => None,
+        };
+        if let Some((found_seq, version)) = found {
+            // The clock is read only for a record with a TTL.
+            let now_ms = if version.expires_at_ms == 0 { 0 } else { shared.now_ms() };
+            if !version.is_live(now_ms) {
+                return Ok(None);
+            }
+            let table = shared.segments.load();
+            if table.get(version.segment_id).is_none() {
+                // Its segment was compacted and retired since the lookup: the entry is
+                // gone from the index too, and the record is in the cold tier. Look again.
+                continue;
+            }
+            if table.retired.contains(&version.segment_id) {
+                // Compacted: this table's cold set supersedes the entry (`ReadView::get`).
+                return get_cold(shared, &table, key, None, None);
+            }
+            return resolve_keyed(shared, &table, key, found_seq, &version).map(Some);
+        }
+        if only_newer_versions {
+            // Only newer versions exist: either the key is new since `seq`, or pruning
+            // removed the version `seq` saw because the visible seq moved on. Re-read it.
+            let now = shared.visible_seq.load(Ordering::Acquire);
+            if now != seq {
+                seq = now;
+                continue;
+            }
+        }
+        // No version in the index at `seq`: the cold tier of a table loaded after the
+        // lookup (a retirement removes index entries only after publishing their cold set).
+        return get_cold(shared, &shared.segments.load(), key, None, None);
+    }
+    let (_pin, view) = shared.pinned_view();
+    view.get(shared, key)
 }
 
 /// The live cold row of `key` in `table`'s cold set, if any. `at_seq`: a pinned reader

@@ -189,9 +189,9 @@ pub(crate) fn collect(shared: &std::sync::Arc<crate::db::Shared>) -> Stats {
     if stats.live_bytes > 0 {
         stats.space_amplification = stats.disk_bytes as f64 / stats.live_bytes as f64;
     }
-    let logical = shared.logical_bytes_written.load(Ordering::Relaxed);
+    let logical = shared.writer.logical_bytes_written.load(Ordering::Relaxed);
     if logical > 0 {
-        stats.write_amplification = shared.disk_bytes_written.load(Ordering::Relaxed) as f64 / logical as f64;
+        stats.write_amplification = shared.writer.disk_bytes_written.load(Ordering::Relaxed) as f64 / logical as f64;
     }
     let maintenance = &shared.maintenance;
     stats.compactions = maintenance.counters.compactions.load(Ordering::Relaxed);

@@ -13,7 +13,7 @@
 //!    lists it);
 //! 3. publish: write the new `MANIFEST` (atomic rename), then, under the writer lock, a
 //!    segment table with the new cold set and the compacted log segments marked retired;
-//! 4. retire (`Shared::finish_retirements`): once no reader can need them, drop the index
+//! 4. retire (`retire.rs`): once no reader can need them, drop the index
 //!    entries of the compacted segments, then the segments, then delete the old files.
 //!
 //! A crash before step 3's rename leaves the old manifest: the new files are orphans,
@@ -37,20 +37,10 @@ use crate::{Error, Result};
 
 mod merge;
 mod plan;
+pub(crate) mod retire;
 
 use merge::{Merge, Runs};
-
-/// A compaction whose old segments are waiting for readers to let go of them.
-pub(crate) struct Retirement {
-    /// The cold set the compaction replaced: while a table holding it is alive, a reader
-    /// may rely on the index entries of the compacted log segments.
-    pub(crate) replaced_cold: Arc<ColdSet>,
-    /// Newest seq in the compacted log segments: a reader pinned below it may need a
-    /// version compaction dropped, which only the index entries still reach.
-    pub(crate) seq_max: u64,
-    pub(crate) log_ids: Vec<u32>,
-    pub(crate) files: Vec<PathBuf>,
-}
+use retire::Retirement;
 
 /// Who asked for a compaction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,7 +99,7 @@ pub(crate) fn compact(shared: &Shared, trigger: Trigger) -> Result<()> {
         let path = shared.dir.join(cold_file_name(cold_id));
         cleanup.paths.push(path.clone());
         let summary = writer::write_segment(vfs, &path, cold_id, shared.embedding_dim, &runs.rows(&run), pace.as_ref())?;
-        shared.disk_bytes_written.fetch_add(summary.file_len, Ordering::Relaxed);
+        shared.writer.disk_bytes_written.fetch_add(summary.file_len, Ordering::Relaxed);
         output_bytes += summary.file_len;
         let file = Arc::new(ColdFile::open(vfs, &path, cold_id, shared.embedding_dim)?);
         written.push((ColdEntry { cold_id, rows: summary.rows, file_len: summary.file_len }, file));
@@ -131,14 +121,14 @@ pub(crate) fn compact(shared: &Shared, trigger: Trigger) -> Result<()> {
         .unwrap_or(0);
     let new_cold = Arc::new(ColdSet::new(written.iter().map(|(_, f)| f.clone()).collect(), seq_max));
     {
-        let writer = shared.writer();
+        let writer = shared.writer.slot();
         let current = shared.segments.load_full();
         // Under the writer lock no commit is half counted: the totals, the visible seq and
         // the active segment's length agree.
         manifest.totals = Some(WriteTotals {
             seq: shared.visible_seq.load(Ordering::Acquire),
-            logical_bytes: shared.logical_bytes_written.load(Ordering::Relaxed),
-            disk_bytes: shared.disk_bytes_written.load(Ordering::Relaxed),
+            logical_bytes: shared.writer.logical_bytes_written.load(Ordering::Relaxed),
+            disk_bytes: shared.writer.disk_bytes_written.load(Ordering::Relaxed),
             log_id: writer.as_ref().map_or(0, |w| w.segment_id),
             log_len: writer.as_ref().map_or(0, |w| w.len()),
         });
@@ -156,7 +146,7 @@ pub(crate) fn compact(shared: &Shared, trigger: Trigger) -> Result<()> {
             // The rename may or may not have reached the disk: either manifest is a whole
             // state, and the next open removes whichever files it does not list. This handle
             // no longer knows which one holds, so it stops writing.
-            shared.queue.poison(format!("compaction could not install its MANIFEST: {e}"));
+            shared.writer.refuse_writes(format!("compaction could not install its MANIFEST: {e}"));
             return Err(e);
         }
         let mut next = (*current).clone();
@@ -172,8 +162,7 @@ pub(crate) fn compact(shared: &Shared, trigger: Trigger) -> Result<()> {
     let retirement = Retirement { replaced_cold: table.cold.clone(), seq_max, log_ids: warm_ids, files };
     drop(table);
     drop(warm);
-    shared.lock_or_poison(&shared.retirements).push(retirement);
-    shared.retirement_pending.store(true, Ordering::Release);
+    shared.retirements.push(shared, retirement);
     let counters = &shared.maintenance.counters;
     counters.compactions.fetch_add(1, Ordering::Relaxed);
     counters.bytes_compacted.fetch_add(output_bytes, Ordering::Relaxed);
