@@ -298,3 +298,95 @@ fn every_single_io_failure_leaves_a_database_that_matches_the_model() {
     }
     assert!(failures.is_empty(), "{} fault cases failed; the first: {}", failures.len(), failures[0]);
 }
+
+// ---- the active segment's background writeback ------------------------------------------
+
+/// Content of the writeback tests' puts: 8 of them pass `WRITEBACK_BYTES` (8 MiB).
+const LARGE: usize = 1 << 20;
+
+fn writeback_options(vfs: &FaultVfs, durability: Durability) -> Options {
+    Options::new().durability(durability).auto_compact(false).vfs(vfs.as_vfs())
+}
+
+fn large_content(i: usize) -> Vec<u8> {
+    (0..LARGE).map(|b| (b * 7 + i * 13) as u8).collect()
+}
+
+/// fdatasyncs from the first put to the end of `close`, for `puts` puts of `LARGE` bytes.
+fn syncs_of(durability: Durability, puts: usize) -> u64 {
+    let root = tempfile::tempdir().expect("tempdir");
+    let vfs = FaultVfs::counting();
+    let db = Db::open(root.path().join("db"), writeback_options(&vfs, durability)).expect("open");
+    let before = vfs.count(FaultKind::Fsync);
+    for i in 0..puts {
+        db.put(format!("k{i:02}").as_bytes(), &large_content(i), None).expect("put");
+    }
+    db.close().expect("close"); // waits for a writeback in flight
+    vfs.count(FaultKind::Fsync) - before
+}
+
+#[test]
+fn unsynced_appends_past_the_writeback_threshold_are_fdatasynced_in_the_background() {
+    for durability in [Durability::None, Durability::Flush, Durability::Sync] {
+        // What one small put and the close cost, against 20 MiB of puts.
+        let baseline = syncs_of(durability, 1);
+        let syncs = syncs_of(durability, 20) - baseline;
+        if durability == Durability::Sync {
+            // Each put is its own fdatasync, and no writeback: the writer keeps the file durable.
+            assert_eq!(syncs, 19, "{durability:?}: one fdatasync per commit, none more");
+        } else {
+            // Only writebacks sync: one per 8 MiB, one at a time, so 20 MiB holds one or two.
+            assert!((1..=2).contains(&syncs), "{durability:?}: {syncs} fdatasyncs during 20 MiB of appends");
+        }
+    }
+}
+
+#[test]
+fn a_failed_background_writeback_fails_the_next_sync_and_refuses_writes() {
+    // Count the fdatasyncs open makes, so that the first one after it is the writeback's.
+    let root = tempfile::tempdir().expect("tempdir");
+    let counting = FaultVfs::counting();
+    let db = Db::open(root.path().join("db"), writeback_options(&counting, Durability::None)).expect("open");
+    let open_syncs = counting.count(FaultKind::Fsync);
+    drop(db);
+
+    let root = tempfile::tempdir().expect("tempdir");
+    let path = root.path().join("db");
+    let vfs = FaultVfs::failing(FaultKind::Fsync, open_syncs + 1);
+    let db = Db::open(&path, writeback_options(&vfs, Durability::None)).expect("open");
+    let mut acknowledged = Vec::new();
+    let mut refused = 0;
+    for i in 0..12 {
+        match db.put(format!("k{i:02}").as_bytes(), &large_content(i), None) {
+            Ok(()) => acknowledged.push(i),
+            Err(_) => refused += 1,
+        }
+    }
+    assert!(acknowledged.len() >= 8, "the puts before the writeback are acknowledged: {acknowledged:?}");
+    // Wait until the background writeback has run (and failed): then the writer's own
+    // fdatasync would succeed (one fault only), and the failure `sync` must report is the
+    // writeback's, whose pages the kernel may have dropped.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !vfs.fired() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(vfs.fired(), "no background writeback ran after 12 MiB of unsynced appends");
+    let sync = db.sync();
+    let error = sync.expect_err("sync after a failed writeback");
+    let message = error.to_string();
+    assert!(message.contains("fdatasync") && message.contains(".log"), "the error names the operation and the file: {message}");
+    assert!(db.put(b"after", b"x", None).is_err(), "a write after the failed writeback is refused");
+    eprintln!("writeback failure: {} puts acknowledged, {refused} refused", acknowledged.len());
+    drop(db);
+
+    // Durability::None promised nothing, but no crash happened: every acknowledged put is in
+    // the file and comes back exactly; nothing refused is served.
+    let db = Db::open(&path, Options::new().auto_compact(false)).expect("reopen without faults");
+    for i in 0..12 {
+        let got = db.get(format!("k{i:02}").as_bytes()).expect("get");
+        if acknowledged.contains(&i) {
+            assert_eq!(got.map(|r| r.content().to_vec()), Some(large_content(i)), "acknowledged put k{i:02}");
+        }
+    }
+    assert!(db.get(b"after").expect("get").is_none(), "the refused write is not served");
+}

@@ -275,6 +275,7 @@ impl Writer {
                 let writer = slot.as_mut().ok_or_else(lost_writer)?;
                 let base = writer.append_commit(commit.bytes.clone(), &commit.views)?;
                 writer.map_written(shared.options.vfs.as_ref());
+                writer.start_writeback(shared.options.vfs.as_ref())?;
                 placed.push((writer.segment_id, base));
                 self.logical_bytes_written.fetch_add(commit.logical_bytes, Ordering::Relaxed);
                 self.disk_bytes_written.fetch_add(commit.bytes.bytes().len() as u64, Ordering::Relaxed);

@@ -13,10 +13,22 @@
 //! **Invariant (format v2):** every commit group that follows an fdatasync starts with a
 //! group mark recording `durable_len`, the offset up to which the file is known durable.
 //! `durable_len` only moves forward after a successful fdatasync of everything before it.
+//!
+//! **Writeback ahead of the seal.** Under `Durability::None` and `Flush` nothing fsyncs the
+//! file until the seal, which then waits for a whole segment of dirty pages (64 MiB: tens
+//! of milliseconds on the writer's thread, while every writer waits). Once
+//! `WRITEBACK_BYTES` handed to the OS are not yet durable, a background thread fdatasyncs
+//! them through a second file description (RocksDB's `bytes_per_sync`), so the disk writes
+//! overlap the appends and the seal's own fdatasync finds little left. One writeback runs at
+//! a time. Its success moves `durable_len` up to where the file ended when it started (the
+//! next group mark then records it); its failure breaks the segment exactly as the
+//! writer's own failed fdatasync does, and every later fdatasync of the writer waits for the
+//! one in flight first, so no sync reports success after a failed one.
 
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use super::header::{SegmentHeader, SEGMENT_HEADER_LEN};
 use super::hot::HotSegment;
@@ -25,11 +37,21 @@ use super::segment::SealedSegment;
 use super::trailer::{HintBuilder, TRAILER_LEN};
 use crate::io::aligned::AlignedBytes;
 use crate::io::fs;
-use crate::io::vfs::{File, Vfs};
+use crate::io::vfs::{File, OpenMode, Vfs};
 use crate::{Error, Result};
 
 /// Appends smaller than this are gathered in memory and written together.
 const WRITE_BUFFER_BYTES: usize = 1 << 20;
+
+/// Bytes handed to the OS and not yet durable past which a background writeback starts.
+pub(crate) const WRITEBACK_BYTES: u64 = 8 << 20;
+
+/// A background fdatasync of the active segment in flight (module doc).
+struct Writeback {
+    /// The file's written end when it started: durable once it succeeds.
+    upto: u64,
+    done: JoinHandle<Result<()>>,
+}
 
 /// The segment being appended to, a.k.a. the active log file.
 pub(crate) struct ActiveSegment {
@@ -53,6 +75,10 @@ pub(crate) struct ActiveSegment {
     records_count: u64,
     hint: HintBuilder,
     pub(crate) hot: Arc<HotSegment>,
+    /// A second, read-only description of the file for background writebacks, opened at
+    /// the first one.
+    writeback_file: Option<Arc<File>>,
+    writeback: Option<Writeback>,
 }
 
 /// What recovery found in an active segment that is resumed.
@@ -91,6 +117,8 @@ impl ActiveSegment {
             records_count: 0,
             hint: HintBuilder::default(),
             hot: Arc::new(HotSegment::new(embedding_dim)),
+            writeback_file: None,
+            writeback: None,
         })
     }
 
@@ -147,6 +175,8 @@ impl ActiveSegment {
             records_count,
             hint,
             hot,
+            writeback_file: None,
+            writeback: None,
         })
     }
 
@@ -210,6 +240,56 @@ impl ActiveSegment {
         }
     }
 
+    /// Starts a background fdatasync once `WRITEBACK_BYTES` handed to the OS are not yet
+    /// durable and none is in flight (module doc). An error is that of the previous
+    /// writeback, which broke the segment. When the second file description cannot be
+    /// opened or the thread not spawned, nothing starts: the seal's fdatasync does it all.
+    pub(crate) fn start_writeback(&mut self, vfs: &dyn Vfs) -> Result<()> {
+        self.refuse_if_broken()?;
+        let written = self.len - self.buffer.len() as u64;
+        let from = self.writeback.as_ref().map_or(self.durable_len, |w| w.upto.max(self.durable_len));
+        if written < from + WRITEBACK_BYTES || self.writeback.as_ref().is_some_and(|w| !w.done.is_finished()) {
+            return Ok(());
+        }
+        self.finish_writeback()?;
+        let file = match &self.writeback_file {
+            Some(file) => file.clone(),
+            None => match vfs.open(&self.path, OpenMode::Read) {
+                Ok(file) => self.writeback_file.insert(Arc::new(file)).clone(),
+                Err(_) => return Ok(()),
+            },
+        };
+        let path = self.path.clone();
+        let spawned = std::thread::Builder::new().name("strata-writeback".into()).spawn(move || fs::sync_data(file.as_ref(), &path));
+        if let Ok(done) = spawned {
+            self.writeback = Some(Writeback { upto: written, done });
+        }
+        Ok(())
+    }
+
+    /// Waits for the writeback in flight, if any. Success makes its bytes durable; a
+    /// failure (or a panic of its thread) breaks the segment: the kernel may have dropped
+    /// the pages it failed to write.
+    fn finish_writeback(&mut self) -> Result<()> {
+        let Some(writeback) = self.writeback.take() else { return Ok(()) };
+        let outcome = writeback
+            .done
+            .join()
+            .unwrap_or_else(|_| Err(Error::Poisoned { cause: format!("the background writeback of {} panicked", self.path.display()) }));
+        match outcome {
+            Ok(()) => {
+                debug_assert!(writeback.upto <= self.len);
+                self.durable_len = self.durable_len.max(writeback.upto);
+                Ok(())
+            }
+            Err(e) => {
+                self.broken = true;
+                self.buffer.clear();
+                Err(e)
+            }
+        }
+    }
+
     /// Appends `bytes` to the file, through the buffer when they are small.
     fn write_out(&mut self, bytes: &[u8]) -> Result<()> {
         self.refuse_if_broken()?;
@@ -262,6 +342,7 @@ impl ActiveSegment {
     /// Flushes and fdatasyncs: everything appended so far is durable.
     pub(crate) fn sync(&mut self) -> Result<()> {
         self.flush()?;
+        self.finish_writeback()?;
         if let Err(e) = fs::sync_data(&self.file, &self.path) {
             // The kernel may have dropped the dirty pages it failed to write: never retry
             // into a false success.
