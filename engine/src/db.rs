@@ -13,8 +13,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-
 use crate::batch::{Expiry, PutFields, WriteOp};
 use crate::compact::retire::Retirements;
 use crate::index::Index;
@@ -23,7 +21,7 @@ use crate::iter::{Iter, KeyRange};
 use crate::log::writer::ActiveSegment;
 use crate::manifest::Manifest;
 use crate::read::{ReadView, Snapshot};
-use crate::segments::{SegmentRef, SegmentTable};
+use crate::segments::{PublishedTable, SegmentRef, SegmentTable};
 use crate::snapshots::{Pin, SnapshotRegistry};
 use crate::write::Writer;
 use crate::{Batch, Error, Hit, Options, Record, Result, Search, Stats, Tier, VerifyReport};
@@ -39,9 +37,10 @@ pub struct Db {
 /// (`writer`, `write.rs`) owns the commit queue, the active segment, group commit, pruning
 /// and the write totals, and advances `visible_seq`; compaction (`compact/`) owns
 /// `manifest` and installs cold sets; `retirements` (`compact/retire.rs`) removes what a
-/// compaction replaced; `maintenance` owns the background worker. `segments` is stored only
-/// with the writer slot held, by a seal (`Writer::roll`), a compaction's install and a
-/// retirement, so no two publishers race and each table is built from the one before.
+/// compaction replaced; `maintenance` owns the background worker. `segments` is replaced
+/// only through `PublishedTable::publish`, which takes the held writer slot as proof: by a
+/// seal (`Writer::roll`), a compaction's install and a retirement, so no two publishers race
+/// and each table is built from the one before.
 ///
 /// **Lock order.** A thread holding one of these locks takes only locks listed after it:
 /// 1. `compaction` — for the whole of a compaction (explicit or background); `close` takes
@@ -66,7 +65,7 @@ pub(crate) struct Shared {
     pub(crate) embedding_dim: usize,
     pub(crate) read_only: bool,
     pub(crate) index: Index,
-    pub(crate) segments: ArcSwap<SegmentTable>,
+    pub(crate) segments: PublishedTable,
     /// Newest seq whose commit is durable (per the durability mode) and in the index.
     pub(crate) visible_seq: AtomicU64,
     pub(crate) snapshots: Arc<SnapshotRegistry>,
@@ -94,7 +93,7 @@ impl Shared {
             options,
             embedding_dim,
             index: parts.index,
-            segments: ArcSwap::from_pointee(parts.table),
+            segments: PublishedTable::new(parts.table),
             visible_seq: AtomicU64::new(parts.last_seq),
             snapshots: Arc::new(SnapshotRegistry::default()),
             writer: Writer::new(parts.last_seq, parts.writer, parts.written),

@@ -5,10 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use crate::cold::set::ColdSet;
 use crate::log::dead_rows::DeadRows;
 use crate::log::hot::HotSegment;
 use crate::log::segment::SealedSegment;
+use crate::write::WriterSlot;
 use crate::Tier;
 
 /// One log segment as readers see it.
@@ -27,6 +30,30 @@ impl SegmentRef {
             SegmentRef::Hot(hot) => &hot.dead,
             SegmentRef::Sealed(sealed) => &sealed.dead,
         }
+    }
+}
+
+/// The published segment table: any thread loads it, and only a holder of the writer slot
+/// replaces it (a seal, a compaction's install, a retirement), so publishers never race and
+/// each table is built from the one before it.
+pub(crate) struct PublishedTable(ArcSwap<SegmentTable>);
+
+impl PublishedTable {
+    pub(crate) fn new(table: SegmentTable) -> PublishedTable {
+        PublishedTable(ArcSwap::from_pointee(table))
+    }
+
+    pub(crate) fn load(&self) -> arc_swap::Guard<Arc<SegmentTable>> {
+        self.0.load()
+    }
+
+    pub(crate) fn load_full(&self) -> Arc<SegmentTable> {
+        self.0.load_full()
+    }
+
+    /// Replaces the table; `_held` proves the writer slot is held.
+    pub(crate) fn publish(&self, _held: &WriterSlot<'_>, table: SegmentTable) {
+        self.0.store(Arc::new(table));
     }
 }
 

@@ -46,6 +46,10 @@ fn lost_writer() -> Error {
     Error::Poisoned { cause: "the log writer was lost to an earlier failure".into() }
 }
 
+/// The writer slot, held: a commit group, a seal, a compaction's install, a retirement's
+/// table swap. Holding one is what [`crate::segments::PublishedTable::publish`] asks for.
+pub(crate) type WriterSlot<'a> = MutexGuard<'a, Option<ActiveSegment>>;
+
 /// The owner of the write path of one handle. `None` in the slot: read-only, closed, or
 /// poisoned (the queue then says which).
 pub(crate) struct Writer {
@@ -79,7 +83,7 @@ impl Writer {
     /// The writer slot. A panic while it was held (a bug in strata) may have left a
     /// partial commit in the active segment's buffer or file: the writer is dropped (it
     /// writes nothing on drop) and the handle poisoned, never written through again.
-    pub(crate) fn slot(&self) -> MutexGuard<'_, Option<ActiveSegment>> {
+    pub(crate) fn slot(&self) -> WriterSlot<'_> {
         match self.slot.lock() {
             Ok(slot) => slot,
             Err(poisoned) => {
@@ -254,7 +258,7 @@ impl Writer {
     /// Appends the group (sealing and rolling segments as they fill) and runs the
     /// durability step. Before an fsync, commits queued meanwhile join the group so they
     /// share it (at most `LATE_JOIN_ROUNDS` times). Returns where each commit landed.
-    fn append_group(&self, shared: &Shared, slot: &mut Option<ActiveSegment>, group: &mut Vec<PendingCommit>) -> Result<Vec<(u32, u32)>> {
+    fn append_group(&self, shared: &Shared, slot: &mut WriterSlot<'_>, group: &mut Vec<PendingCommit>) -> Result<Vec<(u32, u32)>> {
         let mut placed = Vec::with_capacity(group.len());
         let first_seq = group.first().map_or(0, |c| c.seq);
         debug_assert_eq!(first_seq.checked_sub(1), Some(shared.visible_seq.load(Ordering::Acquire)), "seqs are consecutive");
@@ -328,7 +332,7 @@ impl Writer {
 
     /// Seals the active segment (hot → warm) and starts the next one. On error the slot
     /// is left empty (the handle is poisoned).
-    fn roll(&self, shared: &Shared, slot: &mut Option<ActiveSegment>) -> Result<()> {
+    fn roll(&self, shared: &Shared, slot: &mut WriterSlot<'_>) -> Result<()> {
         let Some(writer) = slot.take() else { return Ok(()) };
         let segment_id = writer.segment_id;
         let before = writer.len();
@@ -338,8 +342,8 @@ impl Writer {
         let next = ActiveSegment::create(shared.options.vfs.as_ref(), &shared.dir, next_id, shared.embedding_dim)?;
         self.disk_bytes_written.fetch_add(next.len(), Ordering::Relaxed); // its header
         let table = shared.segments.load().with(segment_id, SegmentRef::Sealed(sealed)).with(next_id, SegmentRef::Hot(next.hot.clone()));
-        shared.segments.store(Arc::new(table));
-        *slot = Some(next);
+        shared.segments.publish(slot, table);
+        **slot = Some(next);
         shared.maintenance.kick(); // the warm tier grew
         Ok(())
     }

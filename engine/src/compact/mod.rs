@@ -152,7 +152,7 @@ pub(crate) fn compact(shared: &Shared, trigger: Trigger) -> Result<()> {
         let mut next = (*current).clone();
         next.retired.extend(warm_ids.iter().copied());
         next.cold = new_cold;
-        shared.segments.store(Arc::new(next));
+        shared.segments.publish(&writer, next);
         *shared.lock_or_poison(&shared.manifest) = manifest;
     }
     let mut files: Vec<PathBuf> = warm.iter().map(|s| s.path.clone()).collect();

@@ -76,13 +76,13 @@ impl Retirements {
         shared.index.remove_segments(&log_ids);
         drop(pending);
         {
-            let _writer = shared.writer.slot();
+            let writer = shared.writer.slot();
             let mut next = (**shared.segments.load()).clone();
             for id in &log_ids {
                 next.segments.remove(id);
                 next.retired.remove(id);
             }
-            shared.segments.store(Arc::new(next));
+            shared.segments.publish(&writer, next);
         }
         for path in ready.iter().flat_map(|r| r.files.iter()) {
             let _ = shared.options.vfs.remove_file(path);
