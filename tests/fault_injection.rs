@@ -390,3 +390,57 @@ fn a_failed_background_writeback_fails_the_next_sync_and_refuses_writes() {
     }
     assert!(db.get(b"after").expect("get").is_none(), "the refused write is not served");
 }
+
+/// A database of `puts` records of `LARGE` bytes, sealed, through `vfs`; and the fdatasyncs
+/// so far.
+fn sealed_database(vfs: &FaultVfs, puts: usize) -> (tempfile::TempDir, Db, u64) {
+    let root = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(root.path().join("db"), writeback_options(vfs, Durability::None)).expect("open");
+    for i in 0..puts {
+        db.put(format!("k{i:02}").as_bytes(), &large_content(i), None).expect("put");
+    }
+    db.seal().expect("seal");
+    let syncs = vfs.count(FaultKind::Fsync);
+    (root, db, syncs)
+}
+
+/// The fdatasyncs of a `compact()` of `puts` records of `LARGE` bytes.
+fn compaction_syncs(puts: usize) -> u64 {
+    let vfs = FaultVfs::counting();
+    let (_root, db, before) = sealed_database(&vfs, puts);
+    db.compact().expect("compact");
+    vfs.count(FaultKind::Fsync) - before
+}
+
+#[test]
+fn a_large_cold_segment_is_fdatasynced_as_it_is_written_and_a_failed_sync_changes_nothing() {
+    // 20 MiB compacted into one cold segment: besides what every compaction syncs (the
+    // segment at its end, the directory, the MANIFEST), the cold writer syncs at 8 and 16 MiB.
+    assert_eq!(compaction_syncs(20) - compaction_syncs(1), 2, "fdatasyncs while writing a 20 MiB cold segment");
+
+    // Failing the first of them (the first fdatasync of the compaction) fails the
+    // compaction, which leaves the database as it was.
+    let probe = FaultVfs::counting();
+    let (_probe_root, probe_db, first) = sealed_database(&probe, 20);
+    drop(probe_db);
+    let vfs = FaultVfs::failing(FaultKind::Fsync, first + 1);
+    let (root, db, _) = sealed_database(&vfs, 20);
+    let error = db.compact().expect_err("compaction with its first fdatasync failing");
+    let message = error.to_string();
+    assert!(
+        message.contains("write cold segment") && message.contains("fdatasync"),
+        "the error names the writer's sync and the file: {message}"
+    );
+    for i in 0..20 {
+        let got = db.get(format!("k{i:02}").as_bytes()).expect("get after the failed compaction");
+        assert_eq!(got.map(|r| r.content().to_vec()), Some(large_content(i)), "k{i:02} after the failed compaction");
+    }
+    drop(db);
+    let names: Vec<String> = std::fs::read_dir(root.path().join("db"))
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.ends_with(".cold")), "the unfinished cold segment was removed: {names:?}");
+    let db = Db::open(root.path().join("db"), Options::new().auto_compact(false)).expect("reopen without faults");
+    assert_eq!(db.iter().count(), 20, "every record after reopen");
+}

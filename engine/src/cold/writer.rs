@@ -1,6 +1,11 @@
 //! Builds a cold segment file from rows sorted by key. The file is written front to back
 //! (one pass over the rows per column), fdatasynced, and never opened for writing again.
 //! It becomes part of the database only when a manifest lists it (`manifest.rs`).
+//!
+//! The writer fdatasyncs every `SYNC_EVERY_BYTES` as it goes (RocksDB's `bytes_per_sync` for
+//! table files), so a compaction's output reaches the disk while it is written instead of as
+//! one burst of dirty pages at the end: a burst that large sends the log's writers into the
+//! kernel's dirty-page throttling, and they wait on it.
 
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -11,6 +16,31 @@ use crate::io::fs;
 use crate::io::pace::{Pace, Paced};
 use crate::io::vfs::{File, Vfs};
 use crate::{Error, Result};
+
+/// Bytes handed to the OS between two fdatasyncs of a cold segment being written.
+const SYNC_EVERY_BYTES: u64 = 8 << 20;
+
+/// The file being written, fdatasynced every `SYNC_EVERY_BYTES`.
+struct SyncEvery {
+    file: File,
+    unsynced: u64,
+}
+
+impl Write for SyncEvery {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = self.file.write(buf)?;
+        self.unsynced += written as u64;
+        if self.unsynced >= SYNC_EVERY_BYTES {
+            self.file.sync_data().map_err(|e| std::io::Error::new(e.kind(), format!("fdatasync: {e}")))?;
+            self.unsynced = 0;
+        }
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
 
 /// One row as the writer reads it.
 #[derive(Clone, Copy, Debug)]
@@ -65,7 +95,7 @@ pub(crate) struct WrittenSegment {
 
 /// Writes the buffers one after another, 64-aligned, with a CRC of each.
 struct BufferWriter<'p> {
-    out: BufWriter<Paced<'p, File>>,
+    out: BufWriter<Paced<'p, SyncEvery>>,
     position: u64,
     hasher: crc32fast::Hasher,
     start: u64,
@@ -111,7 +141,7 @@ pub(crate) fn write_segment(
         }
     }
     let file = fs::create_new(vfs, path)?;
-    let out = BufWriter::with_capacity(1 << 20, Paced { inner: file, pace });
+    let out = BufWriter::with_capacity(1 << 20, Paced { inner: SyncEvery { file, unsynced: 0 }, pace });
     let mut w = BufferWriter { out, position: 0, hasher: crc32fast::Hasher::new(), start: 0 };
     let io = |e: std::io::Error| Error::io_at(path, "write cold segment", e);
     w.put(&layout::header_encode(cold_id, n as u64, dim as u32)).map_err(io)?;
@@ -196,7 +226,7 @@ pub(crate) fn write_segment(
     w.begin().map_err(io)?; // the footer starts 64-aligned too
     w.put(&footer.encode()).map_err(io)?;
     let file_len = w.position;
-    let file = w.out.into_inner().map_err(|e| io(e.into_error()))?.inner;
+    let file = w.out.into_inner().map_err(|e| io(e.into_error()))?.inner.file;
     fs::sync_data(file.as_ref(), path)?;
     Ok(WrittenSegment { file_len, rows: n as u64 })
 }
