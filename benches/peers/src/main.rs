@@ -1,9 +1,15 @@
-//! strata side by side with LMDB (heed), redb, fjall and sled (issue 12), each engine in
-//! its own child process so that its resident memory is its own, with this machine's
-//! physical limits measured in the same run.
+//! strata side by side with LMDB (heed), redb, fjall and sled (issue 12), and RocksDB behind
+//! `--features rocksdb`, each engine in its own child process so that its resident memory is
+//! its own, with this machine's physical limits measured in the same run.
 //!
 //! Run: `cd benches/peers && cargo run --release -- --records 100000`
-//! Flags: `--records N` (100000), `--rounds R` (3, medians), `--engines a,b` (all),
+//! With RocksDB (built from C++ source by librocksdb-sys: a C++ compiler, and libclang for
+//! bindgen, e.g. `pip install libclang` and its `clang/native` directory; that libclang has
+//! no headers of its own, so point bindgen at the compiler's, e.g. GCC 12's):
+//! `LIBCLANG_PATH=/path/to/site-packages/clang/native BINDGEN_EXTRA_CLANG_ARGS=-I/usr/lib/gcc/x86_64-linux-gnu/12/include
+//! cargo run --release --features rocksdb -- --records 100000` (`NUM_JOBS=1` limits the C++ build's parallelism).
+//! Flags: `--records N` (100000), `--rounds R` (3, medians), `--engines a,b` (all built in:
+//! strata, lmdb, redb, fjall, sled, and rocksdb with the feature),
 //! `--dir PATH` (a temporary directory is made in it; default /tmp), `--out FILE` (the
 //! markdown table is also written there), `--content-max B` (32768).
 //!
