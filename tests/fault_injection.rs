@@ -418,14 +418,21 @@ fn a_large_cold_segment_is_fdatasynced_as_it_is_written_and_a_failed_sync_change
     // segment at its end, the directory, the MANIFEST), the cold writer syncs at 8 and 16 MiB.
     assert_eq!(compaction_syncs(20) - compaction_syncs(1), 2, "fdatasyncs while writing a 20 MiB cold segment");
 
-    // Failing the first of them (the first fdatasync of the compaction) fails the
-    // compaction, which leaves the database as it was.
+    // Failing either of them (the first two fdatasyncs of the compaction, each on a thread
+    // of its own) fails the compaction, which leaves the database as it was; the second
+    // fails while nothing is written after it, so only the wait at the end reports it.
     let probe = FaultVfs::counting();
     let (_probe_root, probe_db, first) = sealed_database(&probe, 20);
     drop(probe_db);
-    let vfs = FaultVfs::failing(FaultKind::Fsync, first + 1);
+    for nth in [first + 1, first + 2] {
+        failed_cold_sync_changes_nothing(nth);
+    }
+}
+
+fn failed_cold_sync_changes_nothing(nth: u64) {
+    let vfs = FaultVfs::failing(FaultKind::Fsync, nth);
     let (root, db, _) = sealed_database(&vfs, 20);
-    let error = db.compact().expect_err("compaction with its first fdatasync failing");
+    let error = db.compact().expect_err(&format!("compaction with fdatasync {nth} failing"));
     let message = error.to_string();
     assert!(
         message.contains("write cold segment") && message.contains("fdatasync"),

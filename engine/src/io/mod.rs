@@ -15,3 +15,4 @@ pub(crate) mod pace;
 #[cfg(feature = "test-hooks")]
 pub(crate) mod power_loss;
 pub(crate) mod vfs;
+pub(crate) mod writeback;

@@ -28,7 +28,6 @@
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use super::header::{SegmentHeader, SEGMENT_HEADER_LEN};
 use super::hot::HotSegment;
@@ -37,7 +36,8 @@ use super::segment::SealedSegment;
 use super::trailer::{HintBuilder, TRAILER_LEN};
 use crate::io::aligned::AlignedBytes;
 use crate::io::fs;
-use crate::io::vfs::{File, OpenMode, Vfs};
+use crate::io::vfs::{File, Vfs};
+use crate::io::writeback::Writeback;
 use crate::{Error, Result};
 
 /// Appends smaller than this are gathered in memory and written together.
@@ -45,13 +45,6 @@ const WRITE_BUFFER_BYTES: usize = 1 << 20;
 
 /// Bytes handed to the OS and not yet durable past which a background writeback starts.
 pub(crate) const WRITEBACK_BYTES: u64 = 8 << 20;
-
-/// A background fdatasync of the active segment in flight (module doc).
-struct Writeback {
-    /// The file's written end when it started: durable once it succeeds.
-    upto: u64,
-    done: JoinHandle<Result<()>>,
-}
 
 /// The segment being appended to, a.k.a. the active log file.
 pub(crate) struct ActiveSegment {
@@ -75,10 +68,8 @@ pub(crate) struct ActiveSegment {
     records_count: u64,
     hint: HintBuilder,
     pub(crate) hot: Arc<HotSegment>,
-    /// A second, read-only description of the file for background writebacks, opened at
-    /// the first one.
-    writeback_file: Option<Arc<File>>,
-    writeback: Option<Writeback>,
+    /// Background fdatasyncs of the file (module doc).
+    writeback: Writeback,
 }
 
 /// What recovery found in an active segment that is resumed.
@@ -104,6 +95,7 @@ impl ActiveSegment {
         fs::sync_dir(vfs, dir)?;
         let len = SEGMENT_HEADER_LEN as u64;
         Ok(ActiveSegment {
+            writeback: Writeback::new(path.clone()),
             file,
             buffer: Vec::with_capacity(WRITE_BUFFER_BYTES),
             path,
@@ -117,8 +109,6 @@ impl ActiveSegment {
             records_count: 0,
             hint: HintBuilder::default(),
             hot: Arc::new(HotSegment::new(embedding_dim)),
-            writeback_file: None,
-            writeback: None,
         })
     }
 
@@ -162,6 +152,7 @@ impl ActiveSegment {
         };
         hot.add(0, bytes);
         Ok(ActiveSegment {
+            writeback: Writeback::new(path.clone()),
             file,
             buffer: Vec::with_capacity(WRITE_BUFFER_BYTES),
             path,
@@ -175,8 +166,6 @@ impl ActiveSegment {
             records_count,
             hint,
             hot,
-            writeback_file: None,
-            writeback: None,
         })
     }
 
@@ -241,47 +230,30 @@ impl ActiveSegment {
     }
 
     /// Starts a background fdatasync once `WRITEBACK_BYTES` handed to the OS are not yet
-    /// durable and none is in flight (module doc). An error is that of the previous
-    /// writeback, which broke the segment. When the second file description cannot be
-    /// opened or the thread not spawned, nothing starts: the seal's fdatasync does it all.
+    /// durable and none is running (module doc). An error is that of the previous
+    /// writeback, which broke the segment.
     pub(crate) fn start_writeback(&mut self, vfs: &dyn Vfs) -> Result<()> {
         self.refuse_if_broken()?;
         let written = self.len - self.buffer.len() as u64;
-        let from = self.writeback.as_ref().map_or(self.durable_len, |w| w.upto.max(self.durable_len));
-        if written < from + WRITEBACK_BYTES || self.writeback.as_ref().is_some_and(|w| !w.done.is_finished()) {
+        let from = self.durable_len.max(self.writeback.started_upto());
+        if written < from + WRITEBACK_BYTES || self.writeback.is_running() {
             return Ok(());
         }
         self.finish_writeback()?;
-        let file = match &self.writeback_file {
-            Some(file) => file.clone(),
-            None => match vfs.open(&self.path, OpenMode::Read) {
-                Ok(file) => self.writeback_file.insert(Arc::new(file)).clone(),
-                Err(_) => return Ok(()),
-            },
-        };
-        let path = self.path.clone();
-        let spawned = std::thread::Builder::new().name("strata-writeback".into()).spawn(move || fs::sync_data(file.as_ref(), &path));
-        if let Ok(done) = spawned {
-            self.writeback = Some(Writeback { upto: written, done });
-        }
+        self.writeback.start(vfs, written);
         Ok(())
     }
 
     /// Waits for the writeback in flight, if any. Success makes its bytes durable; a
-    /// failure (or a panic of its thread) breaks the segment: the kernel may have dropped
-    /// the pages it failed to write.
+    /// failure breaks the segment: the kernel may have dropped the pages it failed to write.
     fn finish_writeback(&mut self) -> Result<()> {
-        let Some(writeback) = self.writeback.take() else { return Ok(()) };
-        let outcome = writeback
-            .done
-            .join()
-            .unwrap_or_else(|_| Err(Error::Poisoned { cause: format!("the background writeback of {} panicked", self.path.display()) }));
-        match outcome {
-            Ok(()) => {
-                debug_assert!(writeback.upto <= self.len);
-                self.durable_len = self.durable_len.max(writeback.upto);
+        match self.writeback.finish() {
+            Ok(Some(upto)) => {
+                debug_assert!(upto <= self.len);
+                self.durable_len = self.durable_len.max(upto);
                 Ok(())
             }
+            Ok(None) => Ok(()),
             Err(e) => {
                 self.broken = true;
                 self.buffer.clear();
