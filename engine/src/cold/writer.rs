@@ -1,13 +1,6 @@
 //! Builds a cold segment file from rows sorted by key. The file is written front to back
 //! (one pass over the rows per column), fdatasynced, and never opened for writing again.
 //! It becomes part of the database only when a manifest lists it (`manifest.rs`).
-//!
-//! Every `SYNC_EVERY_BYTES` written, a background writeback (`io/writeback.rs`) fdatasyncs
-//! them while the writer goes on (RocksDB's `bytes_per_sync` for table files), so a
-//! compaction's output reaches the disk while it is written instead of as one burst of dirty
-//! pages at the end: a burst that large sends the log's writers into the kernel's dirty-page
-//! throttling, and they wait on it. The writer waits for one writeback before it starts the
-//! next, so at most two steps of dirty pages are outstanding.
 
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -17,42 +10,7 @@ use super::layout::{self, BufferEntry, Column, Footer, BUFFER_ALIGN, FENCE_ROWS,
 use crate::io::fs;
 use crate::io::pace::{Pace, Paced};
 use crate::io::vfs::{File, Vfs};
-use crate::io::writeback::Writeback;
 use crate::{Error, Result};
-
-/// Bytes handed to the OS between two fdatasyncs of a cold segment being written.
-const SYNC_EVERY_BYTES: u64 = 8 << 20;
-
-/// The file being written, with a background writeback every `SYNC_EVERY_BYTES`.
-struct SyncEvery<'v> {
-    file: File,
-    vfs: &'v dyn Vfs,
-    written: u64,
-    writeback: Writeback,
-}
-
-impl SyncEvery<'_> {
-    /// Waits for the writeback in flight; its failure as an I/O error of this file.
-    fn finish_writeback(&mut self) -> std::io::Result<()> {
-        self.writeback.finish().map(|_| ()).map_err(|e| std::io::Error::other(format!("background writeback: {e}")))
-    }
-}
-
-impl Write for SyncEvery<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let written = self.file.write(buf)?;
-        self.written += written as u64;
-        if self.written >= self.writeback.started_upto() + SYNC_EVERY_BYTES {
-            self.finish_writeback()?;
-            self.writeback.start(self.vfs, self.written);
-        }
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
-    }
-}
 
 /// One row as the writer reads it.
 #[derive(Clone, Copy, Debug)]
@@ -107,7 +65,7 @@ pub(crate) struct WrittenSegment {
 
 /// Writes the buffers one after another, 64-aligned, with a CRC of each.
 struct BufferWriter<'p> {
-    out: BufWriter<Paced<'p, SyncEvery<'p>>>,
+    out: BufWriter<Paced<'p, File>>,
     position: u64,
     hasher: crc32fast::Hasher,
     start: u64,
@@ -153,8 +111,7 @@ pub(crate) fn write_segment(
         }
     }
     let file = fs::create_new(vfs, path)?;
-    let synced = SyncEvery { file, vfs, written: 0, writeback: Writeback::new(path.to_path_buf()) };
-    let out = BufWriter::with_capacity(1 << 20, Paced { inner: synced, pace });
+    let out = BufWriter::with_capacity(1 << 20, Paced { inner: file, pace });
     let mut w = BufferWriter { out, position: 0, hasher: crc32fast::Hasher::new(), start: 0 };
     let io = |e: std::io::Error| Error::io_at(path, "write cold segment", e);
     w.put(&layout::header_encode(cold_id, n as u64, dim as u32)).map_err(io)?;
@@ -239,9 +196,7 @@ pub(crate) fn write_segment(
     w.begin().map_err(io)?; // the footer starts 64-aligned too
     w.put(&footer.encode()).map_err(io)?;
     let file_len = w.position;
-    let mut synced = w.out.into_inner().map_err(|e| io(e.into_error()))?.inner;
-    synced.finish_writeback().map_err(io)?;
-    let file = synced.file;
+    let file = w.out.into_inner().map_err(|e| io(e.into_error()))?.inner;
     fs::sync_data(file.as_ref(), path)?;
     Ok(WrittenSegment { file_len, rows: n as u64 })
 }

@@ -1,7 +1,7 @@
 //! Background writeback: an fdatasync of a file that is being appended to, run on a thread
 //! of its own through a second, read-only description of the file, so that the appender goes
 //! on writing while the disk catches up (RocksDB's `bytes_per_sync`). The active segment
-//! (`log/writer.rs`) and the cold segment writer (`cold/writer.rs`) each keep one.
+//! (`log/writer.rs`) keeps one.
 //!
 //! **Invariant:** at most one writeback of a file is in flight; `start` is called only
 //! after `finish` collected the previous one. A writeback's success makes durable every byte
