@@ -145,7 +145,7 @@ impl Shared {
     /// file holds every published byte, then captures the segment table, the active
     /// segment's published end and the newest published seq together (verify, checkpoint).
     pub(crate) fn published_state(&self) -> Result<PublishedState> {
-        self.writer.flushed(|_| {
+        self.writer.flushed(|| {
             let table = self.segments.load_full();
             let hot_end = table.segments.values().find_map(|s| match s {
                 SegmentRef::Hot(hot) => Some(hot.end()),

@@ -1,6 +1,7 @@
 //! Reads: `get_latest` (`Db::get`, the newest version, without a pin when it can), and
 //! `ReadView` (seq + segment table + clock), which resolves index versions into `Record`s at
-//! one seq; `Snapshot` is the public, frozen form of it. Iterators (`iter.rs`) and searches (`vector/`) read through a `ReadView` too.
+//! one seq; `Snapshot` is the public, frozen form of it. Iterators (`iter.rs`) and searches
+//! (`vector/`) read through a `ReadView` too.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

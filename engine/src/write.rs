@@ -129,7 +129,7 @@ impl Writer {
 
     /// Flushes the active segment so its file holds every published byte, then runs
     /// `capture` with the slot held (no commit half-written); `published_state`.
-    pub(crate) fn flushed<T>(&self, capture: impl FnOnce(Option<&ActiveSegment>) -> T) -> Result<T> {
+    pub(crate) fn flushed<T>(&self, capture: impl FnOnce() -> T) -> Result<T> {
         let mut slot = self.slot();
         if let Some(writer) = slot.as_mut() {
             if let Err(e) = writer.flush() {
@@ -138,7 +138,7 @@ impl Writer {
                 return Err(e);
             }
         }
-        Ok(capture(slot.as_ref()))
+        Ok(capture())
     }
 
     /// `close`'s part: refuses new commits, writes the queued ones, then the clean-close

@@ -50,9 +50,9 @@ impl Retirements {
     /// Finishes the compactions whose old segments no reader can need any more: no segment
     /// table holding the cold set they replaced is alive, and no reader is pinned below the
     /// newest seq they compacted. Then their index entries go, then the segments leave the
-    /// table, then their files are deleted. Cheap when nothing is pending (one atomic load). Best effort on
-    /// the deletions: the manifest no longer lists those files, so one that cannot be
-    /// deleted now is an orphan the next open removes (and counts in `Stats`).
+    /// table, then their files are deleted. Cheap when nothing is pending (one atomic
+    /// load). Best effort on the deletions: the manifest no longer lists those files, so one
+    /// that cannot be deleted now is an orphan the next open removes (and counts in `Stats`).
     pub(crate) fn finish(&self, shared: &Shared) {
         if !self.any_pending.load(Ordering::Acquire) {
             return;
