@@ -314,6 +314,58 @@ fn a_database_left_idle_ends_fully_compacted() {
     assert!(stats.space_amplification < 1.5, "the stale versions are gone: {stats:?}");
 }
 
+/// A background compaction whose old segments a reader still holds retires them once that
+/// reader goes, without waiting for a write, a seal or the idle run: their index entries
+/// (heap, and a slower get for every key they cover), maps and files go. Checked with the
+/// idle run an hour away, so only the retry after a blocked retirement can free them.
+#[test]
+fn a_retirement_blocked_by_a_reader_finishes_once_the_reader_goes_without_another_write() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(temp.path(), options(true).compaction_idle(Duration::from_secs(3600))).expect("open");
+    let mut rng = StdRng::seed_from_u64(23);
+    let mut model = Model::new();
+    let mut put = |db: &Db, range: std::ops::Range<u32>| {
+        for key in range {
+            let k = format!("key/{key:05}").into_bytes();
+            let c = content(&mut rng, key, 0);
+            db.put(&k, &c, Some(&embedding(key))).expect("put");
+            model.insert(k, c);
+        }
+    };
+    put(&db, 0..400);
+    db.wait_for_compaction().expect("maintenance");
+    // Unique keys: once nothing is waiting to retire, every index entry is a hot or warm record.
+    let unretired = |db: &Db| {
+        let stats = db.stats();
+        stats.index_entries - (stats.hot.records + stats.warm.records)
+    };
+    let reader = db.iter(); // holds the current table, and a pin at the current seq
+    let runs_before = db.stats().compactions;
+    put(&db, 400..800);
+    db.wait_for_compaction().expect("maintenance");
+    assert!(db.stats().compactions > runs_before, "the writes past the watermark ran a compaction");
+    assert!(unretired(&db) > 0, "the reader holds the compacted segments' index entries");
+    let logs_held = std::fs::read_dir(temp.path())
+        .expect("list")
+        .filter(|e| e.as_ref().expect("entry").file_name().to_string_lossy().ends_with(".log"))
+        .count();
+    drop(reader);
+    // A liveness bound, not a speed figure: 4 000 looks 5 ms apart are 20 s.
+    for look in 0.. {
+        if unretired(&db) == 0 {
+            break;
+        }
+        assert!(look < 4_000, "the compacted segments were never retired after the reader went: {:?}", db.stats());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let logs_left = std::fs::read_dir(temp.path())
+        .expect("list")
+        .filter(|e| e.as_ref().expect("entry").file_name().to_string_lossy().ends_with(".log"))
+        .count();
+    assert!(logs_left < logs_held, "the retired log segments' files are deleted: {logs_left} of {logs_held} left");
+    check(&db, &model, "after the retirement");
+}
+
 /// `Stats::write_amplification` counts the database's history, not the handle's: a reopen
 /// starts from the MANIFEST's write totals plus what the log holds after them (records
 /// newer than the totals' seq, log bytes past where the totals left the log). Checked for a

@@ -157,9 +157,10 @@ impl Shared {
     }
 
     /// Finishes the compactions whose old segments no reader can need any more
-    /// (`compact/retire.rs`). Cheap when nothing is pending.
-    pub(crate) fn finish_retirements(&self) {
-        self.retirements.finish(self);
+    /// (`compact/retire.rs`). Cheap when nothing is pending; `true` while some retirement
+    /// still waits for a reader.
+    pub(crate) fn finish_retirements(&self) -> bool {
+        self.retirements.finish(self)
     }
 
     fn close(&self) -> Result<()> {

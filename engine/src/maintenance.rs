@@ -18,7 +18,10 @@
 //! or at least 1 MiB is hot, the worker seals the active segment and compacts everything (as
 //! `compact()` does), so that a database left alone ends fully compacted: no stale versions
 //! on disk, the whole data set searchable at the cold tier's speed. On every wakeup it also
-//! finishes the retirements no reader holds up any more.
+//! finishes the retirements no reader holds up any more, and while one is held up it wakes
+//! again after a short delay (1 ms, doubling up to 1 s): nothing signals a reader letting
+//! go, and the retired segments' index entries slow every get of the keys they cover.
+//! With nothing to do after the idle period it sleeps a whole period at a time.
 //!
 //! **Write stalls.** Before a commit is queued: past `stall_bytes_soft` pending (warm)
 //! bytes it is delayed by up to `STALL_DELAY_MAX`, growing linearly towards
@@ -59,6 +62,13 @@ const WARM_PER_COLD: f64 = 0.25;
 const IDLE_BYTES_MIN: u64 = 1 << 20;
 /// Shortest sleep of an idle worker between two looks at the idle condition.
 const IDLE_RECHECK_MIN: Duration = Duration::from_millis(10);
+/// First delay before the worker looks again at a retirement a reader holds up (the reader
+/// may be a get that loaded the table just before the compaction published); doubles per
+/// look while it waits.
+const RETIRE_RETRY_MIN: Duration = Duration::from_millis(1);
+/// Longest delay between two looks at a retirement a reader holds up (an iterator or a
+/// snapshot kept open).
+const RETIRE_RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// The worker's state, shared with the threads that wait on it.
 #[derive(Default)]
@@ -289,6 +299,14 @@ fn idle_due(maintenance: &Maintenance, shared: &Shared) -> bool {
     maintenance.since_last_write() >= idle && (warm_bytes(shared) > 0 || hot_bytes(shared) >= IDLE_BYTES_MIN)
 }
 
+/// How long a worker with nothing to do sleeps, `since_last_write` after the last write:
+/// until the idle period ends, or a whole period once it has ended (nothing changes by
+/// itself until the next write; polling then would wake the thread for nothing).
+fn idle_wait(idle: Duration, since_last_write: Duration) -> Duration {
+    let rest = idle.saturating_sub(since_last_write);
+    if rest.is_zero() { idle } else { rest }.max(IDLE_RECHECK_MIN)
+}
+
 /// Bytes of records in the active segment (its mirror), header excluded.
 fn hot_bytes(shared: &Shared) -> u64 {
     let table = shared.segments.load();
@@ -306,21 +324,32 @@ fn hot_bytes(shared: &Shared) -> u64 {
 /// `not_before`), run if needed, record the outcome, wake the waiters. Holds the handle only
 /// during a check or a run, so a handle dropped without `close` is not kept alive by its worker.
 fn worker(maintenance: &Maintenance, weak: &Weak<Shared>) {
+    let mut retire_retry = RETIRE_RETRY_MIN;
     loop {
         // Compacted segments whose readers have gone: their index entries, map and file go
         // now, not only at the next write (a database left alone frees them too). Before
         // `state` is taken: retiring takes the writer slot, which comes first in the order.
-        match weak.upgrade() {
+        // While one waits for a reader the worker looks again after `retire_retry`.
+        let retire_pending = match weak.upgrade() {
             Some(shared) => shared.finish_retirements(),
             None => return,
-        }
+        };
+        let retire_wait = if retire_pending {
+            let wait = retire_retry;
+            retire_retry = (retire_retry * 2).min(RETIRE_RETRY_MAX);
+            Some(wait)
+        } else {
+            retire_retry = RETIRE_RETRY_MIN;
+            None
+        };
         let mut state = maintenance.lock();
         if state.stopping {
             return;
         }
         let now = Instant::now();
         if let Some(at) = state.not_before.filter(|&at| at > now) {
-            drop(maintenance.wake.wait_timeout(state, at - now).unwrap_or_else(|p| p.into_inner()));
+            let timeout = retire_wait.map_or(at - now, |wait| wait.min(at - now));
+            drop(maintenance.wake.wait_timeout(state, timeout).unwrap_or_else(|p| p.into_inner()));
             continue;
         }
         let kicked = std::mem::take(&mut state.kicked);
@@ -338,8 +367,11 @@ fn worker(maintenance: &Maintenance, weak: &Weak<Shared>) {
             if kicked {
                 maintenance.progress.notify_all(); // looked, and found nothing to do
             }
-            // Until the idle period since the last write ends (then at least that long again).
-            let timeout = idle.saturating_sub(maintenance.since_last_write()).max(IDLE_RECHECK_MIN);
+            // Until the idle period since the last write ends; once it has ended with nothing
+            // to do, a whole period again (a write meanwhile makes the next look wait for the
+            // rest of its own period). A retirement waiting for a reader looks sooner.
+            let timeout = idle_wait(idle, maintenance.since_last_write());
+            let timeout = retire_wait.map_or(timeout, |wait| wait.min(timeout));
             drop(maintenance.wake.wait_timeout(state, timeout).unwrap_or_else(|p| p.into_inner()));
             continue;
         };
@@ -383,6 +415,17 @@ fn worker(maintenance: &Maintenance, weak: &Weak<Shared>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_idle_worker_sleeps_until_the_idle_period_ends_then_a_whole_period() {
+        let idle = Duration::from_secs(10);
+        assert_eq!(idle_wait(idle, Duration::from_secs(3)), Duration::from_secs(7));
+        assert_eq!(idle_wait(idle, Duration::from_millis(9_995)), IDLE_RECHECK_MIN);
+        // Past the period with nothing to do: a whole period, not a 10 ms poll.
+        assert_eq!(idle_wait(idle, idle), idle);
+        assert_eq!(idle_wait(idle, Duration::from_secs(3600)), idle);
+        assert_eq!(idle_wait(Duration::ZERO, Duration::from_secs(1)), IDLE_RECHECK_MIN);
+    }
 
     #[test]
     fn backoff_doubles_from_the_minimum_up_to_the_maximum() {

@@ -53,9 +53,9 @@ impl Retirements {
     /// table, then their files are deleted. Cheap when nothing is pending (one atomic
     /// load). Best effort on the deletions: the manifest no longer lists those files, so one
     /// that cannot be deleted now is an orphan the next open removes (and counts in `Stats`).
-    pub(crate) fn finish(&self, shared: &Shared) {
+    pub(crate) fn finish(&self, shared: &Shared) -> bool {
         if !self.any_pending.load(Ordering::Acquire) {
-            return;
+            return false;
         }
         // Held until the index entries are gone, so retirements finish one after another.
         let mut pending = shared.lock_or_poison(&self.pending);
@@ -68,9 +68,10 @@ impl Retirements {
             .take_while(|r| Arc::strong_count(&r.replaced_cold) == 1 && oldest_pin.is_none_or(|pin| pin >= r.seq_max))
             .count();
         let ready: Vec<Retirement> = pending.drain(..ready_count).collect();
-        self.any_pending.store(!pending.is_empty(), Ordering::Release);
+        let still_pending = !pending.is_empty();
+        self.any_pending.store(still_pending, Ordering::Release);
         if ready.is_empty() {
-            return;
+            return still_pending;
         }
         let log_ids: std::collections::BTreeSet<u32> = ready.iter().flat_map(|r| r.log_ids.iter().copied()).collect();
         shared.index.remove_segments(&log_ids);
@@ -88,5 +89,6 @@ impl Retirements {
             let _ = shared.options.vfs.remove_file(path);
         }
         let _ = fs::sync_dir(shared.options.vfs.as_ref(), &shared.dir);
+        still_pending
     }
 }
