@@ -5,7 +5,8 @@
 //! Flags: `--keys K` (100000), `--rewrites R` (5), `--content-bytes C` (1024), `--dim D` (128),
 //! `--gets G` (100000), `--queries Q` (20), `--seed S` (42), `--dir PATH` (a temporary directory
 //! is made in it; default /tmp), `--warm-bytes B` (the background watermark; default the
-//! engine's, 256 MiB).
+//! engine's, 256 MiB), `--cold-segment-bytes B` (`Options::cold_segment_bytes_max`; default
+//! the engine's).
 //!
 //! Workload: K keys `key/{i:08}`, each written R times in a random order (C bytes of content
 //! and a D-value embedding per put, `Durability::None`), then 30 % of them deleted, then idle
@@ -13,7 +14,11 @@
 //! `auto_compact(false)` (the baseline: nothing but the log) and with background maintenance.
 //! Figures:
 //! 1. space amplification (`disk_bytes / live_bytes`) during the write phase (the largest
-//!    sample, taken every 5 % of the puts), when the writes end (after `wait_for_compaction`)
+//!    sample, taken every 5 % of the puts; `disk_bytes` counts the files of the published
+//!    state, not a compaction's output before it is published nor replaced files before
+//!    they are deleted); beside it the directory's own peak (the blocks its files hold,
+//!    what `du` reports, sampled every 100 ms, over the live bytes of the keys written so
+//!    far); when the writes end (after `wait_for_compaction`)
 //!    and after idle (`compaction_idle` set to 3 s here, longer than any measured phase after it), with maintenance;
 //! 2. write amplification (`Stats::write_amplification`: every byte written, log and
 //!    compaction output, per logical byte put);
@@ -33,6 +38,7 @@
 //! Progress goes to stderr, the table to stdout.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -53,6 +59,7 @@ struct Config {
     seed: u64,
     dir: PathBuf,
     warm_bytes: Option<u64>,
+    cold_segment_bytes: Option<u64>,
 }
 
 fn parse_args() -> Result<Config> {
@@ -70,6 +77,7 @@ fn parse_args_from(args: Vec<String>) -> Result<Config> {
         seed: 42,
         dir: std::env::temp_dir(),
         warm_bytes: None,
+        cold_segment_bytes: None,
     };
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
@@ -84,6 +92,7 @@ fn parse_args_from(args: Vec<String>) -> Result<Config> {
             "--seed" => config.seed = value()?.parse()?,
             "--dir" => config.dir = PathBuf::from(value()?),
             "--warm-bytes" => config.warm_bytes = Some(value()?.parse()?),
+            "--cold-segment-bytes" => config.cold_segment_bytes = Some(value()?.parse()?),
             other => return Err(format!("unknown flag {other}").into()),
         }
     }
@@ -102,6 +111,8 @@ fn embedding(rng: &mut StdRng, dim: usize) -> Vec<f32> {
 struct Run {
     put_latencies_ns: Vec<u64>,
     space_amp_peak: f64,
+    /// The directory's allocated bytes at most during the writes / the live bytes then.
+    dir_amp_peak: f64,
     /// Right after the writes (and `wait_for_compaction`).
     space_amp_steady: f64,
     /// Once idle maintenance has run.
@@ -123,95 +134,133 @@ const IDLE: Duration = Duration::from_secs(3);
 
 fn options(config: &Config, auto: bool) -> Options {
     let options = Options::new().embedding_dim(config.dim).durability(Durability::None).auto_compact(auto).compaction_idle(IDLE);
+    let options = match config.cold_segment_bytes {
+        Some(bytes) => options.cold_segment_bytes_max(bytes),
+        None => options,
+    };
     match config.warm_bytes {
         Some(bytes) => options.compaction_warm_bytes(bytes).write_stall_bytes(4 * bytes, 8 * bytes),
         None => options,
     }
 }
 
+/// Bytes the files in `dir` hold on disk (`du`): allocated blocks, not lengths.
+fn dir_allocated_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.blocks() * 512).sum()
+}
+
+/// Samples `dir`'s allocated bytes every 100 ms until `done`, over the live bytes of the
+/// `distinct` keys written so far (`record_bytes` each); the largest ratio once a tenth of
+/// `keys` exist (before that a 64 MiB segment dwarfs the data).
+fn sample_dir_peak(dir: &Path, distinct: &AtomicU64, keys: u64, record_bytes: u64, done: &AtomicBool) -> f64 {
+    let mut peak: f64 = 0.0;
+    while !done.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        let live = distinct.load(Ordering::Relaxed);
+        if live * 10 >= keys {
+            peak = peak.max(dir_allocated_bytes(dir) as f64 / (live * record_bytes) as f64);
+        }
+    }
+    peak
+}
+
 fn run_workload(config: &Config, dir: &Path, auto: bool) -> Result<(Db, Run)> {
     let anon_start = Resident::now()?.anon;
     let mut anon_peak = anon_start;
     let db = Db::open(dir, options(config, auto))?;
-    let mut order: Vec<usize> = (0..config.keys).flat_map(|k| std::iter::repeat_n(k, config.rewrites)).collect();
-    order.shuffle(&mut StdRng::seed_from_u64(config.seed));
-    let mut rng = StdRng::seed_from_u64(config.seed ^ 1);
-    let mut content = vec![0u8; config.content_bytes];
-    let mut latencies = Vec::with_capacity(order.len());
-    let mut space_amp_peak: f64 = 0.0;
-    let sample_every = (order.len() / 20).max(1);
-    let start = Instant::now();
-    for (n, &k) in order.iter().enumerate() {
-        rng.fill(&mut content[..]);
-        let e = embedding(&mut rng, config.dim);
-        let t = Instant::now();
-        db.put(&key(k), &content, Some(&e))?;
-        latencies.push(t.elapsed().as_nanos() as u64);
-        if n % sample_every == sample_every - 1 {
-            let stats = db.stats();
-            space_amp_peak = space_amp_peak.max(stats.space_amplification);
-            anon_peak = anon_peak.max(Resident::now()?.anon);
-            eprintln!(
-                "  {}: {:>3} % of puts, space amp {:.2}, {} compactions, pending {:.0} MiB, stalled {} ms",
-                if auto { "maintained" } else { "log only  " },
-                (n + 1) * 100 / order.len(),
-                stats.space_amplification,
-                stats.compactions,
-                mib(stats.pending_compaction_bytes as f64),
-                stats.stall_ms
-            );
-        }
-    }
-    for k in (0..config.keys).filter(|k| k % 10 < 3) {
-        db.delete(&key(k))?;
-    }
-    let write_seconds = start.elapsed().as_secs_f64();
-    db.wait_for_compaction()?;
-    let stats = db.stats();
-    if let Some(error) = &stats.last_background_error {
-        return Err(format!("background maintenance failed: {error}").into());
-    }
-    eprintln!(
-        "  {}: writes ended: records hot {} / warm {} / cold {}, index entries {}",
-        if auto { "maintained" } else { "log only  " },
-        stats.hot.records,
-        stats.warm.records,
-        stats.cold.records,
-        stats.index_entries
-    );
-    let space_amp_peak = space_amp_peak.max(stats.space_amplification);
-    let space_amp_steady = stats.space_amplification;
-    let write_amp = stats.write_amplification;
-    let qps_steady = queries_per_second(&db, config)?;
-    // Then idle: the maintenance worker compacts everything once nothing was written for IDLE.
-    if auto {
-        let deadline = Instant::now() + Duration::from_secs(600);
-        // Until everything is cold and the compacted segments are retired (files deleted).
-        while {
-            let s = db.stats();
-            s.hot.records + s.warm.records > 0 || s.index_entries > 0
-        } {
-            if Instant::now() > deadline {
-                return Err("no idle compaction within 10 minutes".into());
+    let record_bytes = (key(0).len() + config.content_bytes + config.dim * 4) as u64;
+    let (distinct, done) = (AtomicU64::new(0), AtomicBool::new(false));
+    let mut seen = vec![false; config.keys];
+    std::thread::scope(|scope| -> Result<(Db, Run)> {
+        let sampler = scope.spawn(|| sample_dir_peak(dir, &distinct, config.keys as u64, record_bytes, &done));
+        let mut order: Vec<usize> = (0..config.keys).flat_map(|k| std::iter::repeat_n(k, config.rewrites)).collect();
+        order.shuffle(&mut StdRng::seed_from_u64(config.seed));
+        let mut rng = StdRng::seed_from_u64(config.seed ^ 1);
+        let mut content = vec![0u8; config.content_bytes];
+        let mut latencies = Vec::with_capacity(order.len());
+        let mut space_amp_peak: f64 = 0.0;
+        let sample_every = (order.len() / 20).max(1);
+        let start = Instant::now();
+        for (n, &k) in order.iter().enumerate() {
+            rng.fill(&mut content[..]);
+            let e = embedding(&mut rng, config.dim);
+            let t = Instant::now();
+            db.put(&key(k), &content, Some(&e))?;
+            latencies.push(t.elapsed().as_nanos() as u64);
+            if !std::mem::replace(&mut seen[k], true) {
+                distinct.fetch_add(1, Ordering::Relaxed);
             }
-            std::thread::sleep(Duration::from_millis(50));
+            if n % sample_every == sample_every - 1 {
+                let stats = db.stats();
+                space_amp_peak = space_amp_peak.max(stats.space_amplification);
+                anon_peak = anon_peak.max(Resident::now()?.anon);
+                eprintln!(
+                    "  {}: {:>3} % of puts, space amp {:.2}, {} compactions, pending {:.0} MiB, stalled {} ms",
+                    if auto { "maintained" } else { "log only  " },
+                    (n + 1) * 100 / order.len(),
+                    stats.space_amplification,
+                    stats.compactions,
+                    mib(stats.pending_compaction_bytes as f64),
+                    stats.stall_ms
+                );
+            }
         }
-    }
-    let stats = db.stats();
-    let run = Run {
-        put_latencies_ns: latencies,
-        space_amp_peak,
-        space_amp_steady,
-        space_amp_idle: stats.space_amplification,
-        write_amp,
-        qps_steady,
-        compactions: stats.compactions,
-        write_seconds,
-        anon_start,
-        anon_peak,
-        anon_idle: Resident::now()?.anon,
-    };
-    Ok((db, run))
+        for k in (0..config.keys).filter(|k| k % 10 < 3) {
+            db.delete(&key(k))?;
+        }
+        let write_seconds = start.elapsed().as_secs_f64();
+        done.store(true, Ordering::Relaxed);
+        let dir_amp_peak = sampler.join().map_err(|_| "the directory sampler panicked")?;
+        db.wait_for_compaction()?;
+        let stats = db.stats();
+        if let Some(error) = &stats.last_background_error {
+            return Err(format!("background maintenance failed: {error}").into());
+        }
+        eprintln!(
+            "  {}: writes ended: records hot {} / warm {} / cold {}, index entries {}",
+            if auto { "maintained" } else { "log only  " },
+            stats.hot.records,
+            stats.warm.records,
+            stats.cold.records,
+            stats.index_entries
+        );
+        let space_amp_peak = space_amp_peak.max(stats.space_amplification);
+        let space_amp_steady = stats.space_amplification;
+        let write_amp = stats.write_amplification;
+        let qps_steady = queries_per_second(&db, config)?;
+        // Then idle: the maintenance worker compacts everything once nothing was written for IDLE.
+        if auto {
+            let deadline = Instant::now() + Duration::from_secs(600);
+            // Until everything is cold and the compacted segments are retired (files deleted).
+            while {
+                let s = db.stats();
+                s.hot.records + s.warm.records > 0 || s.index_entries > 0
+            } {
+                if Instant::now() > deadline {
+                    return Err("no idle compaction within 10 minutes".into());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let stats = db.stats();
+        let run = Run {
+            put_latencies_ns: latencies,
+            space_amp_peak,
+            dir_amp_peak,
+            space_amp_steady,
+            space_amp_idle: stats.space_amplification,
+            write_amp,
+            qps_steady,
+            compactions: stats.compactions,
+            write_seconds,
+            anon_start,
+            anon_peak,
+            anon_idle: Resident::now()?.anon,
+        };
+        Ok((db, run))
+    })
 }
 
 fn percentile(values: &mut [u64], p: f64) -> u64 {
@@ -303,7 +352,8 @@ fn main() -> Result<()> {
         config.gets,
         config.queries,
         config.seed,
-        config.warm_bytes.map_or(String::new(), |b| format!(" --warm-bytes {b}")),
+        config.warm_bytes.map_or(String::new(), |b| format!(" --warm-bytes {b}"))
+            + &config.cold_segment_bytes.map_or(String::new(), |b| format!(" --cold-segment-bytes {b}")),
         load_average()
     );
     let (baseline_db, mut baseline) = run_workload(&config, &temp.path().join("log-only"), false)?;
@@ -362,6 +412,7 @@ fn main() -> Result<()> {
     };
     let figures = vec![
         amplification("space amplification while writing, maintained (peak)", maintained.space_amp_peak, baseline.space_amp_peak, 1.25),
+        amplification("directory (du) peak while writing / live bytes, maintained", maintained.dir_amp_peak, baseline.dir_amp_peak, 1.25),
         amplification("space amplification when the writes end, maintained", maintained.space_amp_steady, baseline.space_amp_steady, 1.25),
         amplification("space amplification after idle, maintained", maintained.space_amp_idle, baseline.space_amp_idle, 1.1),
         amplification("write amplification, maintained", maintained.write_amp, baseline.write_amp, 5.0),
