@@ -291,6 +291,104 @@ pub fn write_cold_db(dir: &Path) -> strata::Result<()> {
     Ok(())
 }
 
+/// Rows of the step database's first session: keys `s/000 ..`.
+pub const STEP_ROW_COUNT: usize = 120;
+/// `cold_segment_bytes_max` of the step database: about 30 rows per cold segment, so its
+/// second compaction rewrites several segments and publishes a step after each.
+pub const STEP_COLD_SEGMENT_BYTES_MAX: u64 = 4096;
+
+/// Key of row `i` of the step database.
+pub fn step_row_key(i: usize) -> Vec<u8> {
+    format!("s/{i:03}").into_bytes()
+}
+
+/// Content of row `i` in session `round` (0 or 1) of the step database.
+pub fn step_row_content(i: usize, round: usize) -> Vec<u8> {
+    format!("row {i}, version {round}, ").repeat(1 + i % 3).into_bytes()
+}
+
+/// Embedding of row `i` in session `round` of the step database.
+pub fn step_row_embedding(i: usize, round: usize) -> [f32; 3] {
+    [i as f32, round as f32, -1.5]
+}
+
+/// Session 2 of the step database deletes every row `i` with `i % 7 == 3`, then overwrites
+/// every row with `i % 4 == 1` (so row 17 is deleted, then written again).
+pub fn step_row_overwritten(i: usize) -> bool {
+    i % 4 == 1
+}
+
+/// See `step_row_overwritten`.
+pub fn step_row_deleted(i: usize) -> bool {
+    i % 7 == 3
+}
+
+/// Writes the golden database of a compaction stopped between two steps into `dir`, which
+/// must not exist, and removes its `LOCK` (`format-spec/manifest.md`, layout version 3).
+///
+/// Session 1 writes rows 0..120 (seq 1..=120) and compacts them into four cold segments.
+/// Session 2 deletes and overwrites rows all over the key range, then compacts: the
+/// compaction publishes its first step (a layout 3 MANIFEST, the cold segment it replaced
+/// deleted), and the second step's MANIFEST rename fails (`FaultVfs`), which stops it. The
+/// orphans that leaves (`MANIFEST.tmp`, the second step's cold segment) are removed.
+pub fn write_step_db(dir: &Path) -> strata::Result<()> {
+    use strata_engine::test_hooks::{FaultKind, FaultVfs};
+    assert!(!dir.exists(), "{} already exists", dir.display());
+    let options = |vfs: &FaultVfs| {
+        Options::new()
+            .embedding_dim(COLD_DIM)
+            .durability(Durability::Sync)
+            .auto_compact(false)
+            .cold_segment_bytes_max(STEP_COLD_SEGMENT_BYTES_MAX)
+            .clock(|| CLOCK_MS)
+            .vfs(vfs.as_vfs())
+    };
+    let counting = FaultVfs::counting();
+    let db = Db::open(dir, options(&counting))?;
+    for i in 0..STEP_ROW_COUNT {
+        db.put(&step_row_key(i), &step_row_content(i, 0), Some(&step_row_embedding(i, 0)))?;
+    }
+    db.compact()?;
+    db.close()?;
+    drop(db);
+
+    let counting = FaultVfs::counting();
+    drop(Db::open(dir, options(&counting))?);
+    let vfs = FaultVfs::failing(FaultKind::Rename, counting.count(FaultKind::Rename) + 2);
+    let db = Db::open(dir, options(&vfs))?;
+    for i in (0..STEP_ROW_COUNT).filter(|&i| step_row_deleted(i)) {
+        db.delete(&step_row_key(i))?;
+    }
+    // Descending, so that the log's newest seq (row 1's put) lies in the first step: its
+    // cold segment then holds the log segment's newest version, which only the MANIFEST's
+    // log seq floor lets open accept.
+    for i in (0..STEP_ROW_COUNT).rev().filter(|&i| step_row_overwritten(i)) {
+        db.put(&step_row_key(i), &step_row_content(i, 1), Some(&step_row_embedding(i, 1)))?;
+    }
+    let stopped = db.compact();
+    assert!(stopped.is_err() && vfs.fired(), "the second step's MANIFEST rename was to fail: {stopped:?}");
+    drop(db);
+    // What a crash before the second step's rename leaves, less what the next open would
+    // remove as orphans: the staged MANIFEST.tmp and the second step's cold segment.
+    std::fs::remove_file(dir.join("MANIFEST.tmp"))?;
+    for file in strata::inspect(dir)?.into_iter().filter(|f| f.kind == strata::FileKind::ColdOrphan) {
+        std::fs::remove_file(dir.join(file.name))?;
+    }
+    std::fs::remove_file(dir.join("LOCK"))?;
+    Ok(())
+}
+
+/// What the step database holds: key -> (content, embedding).
+pub fn step_db_records() -> std::collections::BTreeMap<Vec<u8>, (Vec<u8>, [f32; 3])> {
+    (0..STEP_ROW_COUNT)
+        .filter(|&i| step_row_overwritten(i) || !step_row_deleted(i))
+        .map(|i| {
+            let round = usize::from(step_row_overwritten(i));
+            (step_row_key(i), (step_row_content(i, round), step_row_embedding(i, round)))
+        })
+        .collect()
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out: PathBuf =
         std::env::args_os().nth(1).map(PathBuf::from).ok_or("usage: make_golden <output dir, e.g. format-spec/golden/v1>")?;
@@ -298,6 +396,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     write_db(&db)?;
     write_variants(&db, &out.join("corrupt"))?;
     write_cold_db(&out.join("db-cold"))?;
-    println!("wrote {}, {} and {}", db.display(), out.join("corrupt").display(), out.join("db-cold").display());
+    write_step_db(&out.join("db-step"))?;
+    println!(
+        "wrote {}, {}, {} and {}",
+        db.display(),
+        out.join("corrupt").display(),
+        out.join("db-cold").display(),
+        out.join("db-step").display()
+    );
     Ok(())
 }

@@ -392,6 +392,9 @@ impl Index {
     /// version of the same key supersedes (no reader can read them); then each key's one
     /// remaining compacted version, which the cold row of that key replaces exactly.
     pub(crate) fn remove_segments(&self, segment_ids: &std::collections::BTreeSet<u32>) {
+        if segment_ids.is_empty() {
+            return; // a compaction step retires cold segments only: no walk of the index
+        }
         let compacted = |entry: &crossbeam_skiplist::map::Entry<'_, IndexKey, Version>| segment_ids.contains(&entry.value().segment_id);
         let mut newer: Option<crossbeam_skiplist::map::Entry<'_, IndexKey, Version>> = None;
         for entry in self.map.iter() {

@@ -25,8 +25,9 @@ pub const SEGMENT_RECORDS_BYTES_MAX: u64 = SEGMENT_BYTES_MAX + MAX_COMMIT_BYTES 
 pub const SEGMENT_FILE_BYTES_MAX: u64 = 2 * SEGMENT_RECORDS_BYTES_MAX + 128;
 /// Default sealed (warm) bytes at which background compaction starts (`Options::compaction_warm_bytes`).
 pub const COMPACTION_WARM_BYTES_DEFAULT: u64 = 256 * 1024 * 1024;
-/// Default size at which compaction starts a new cold segment.
-pub const COLD_SEGMENT_BYTES_DEFAULT: u64 = 1024 * 1024 * 1024;
+/// Default size at which compaction starts a new cold segment, and about how much a
+/// compaction writes between two of its key-range steps.
+pub const COLD_SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 
 /// Largest `META` file a reader accepts: its fixed 64-byte layout. Checked (fstat, then a
 /// read of at most one byte more) before anything is read, so a planted huge file or a

@@ -19,10 +19,13 @@ use crate::{Error, Result};
 pub(crate) const MANIFEST_FILE_NAME: &str = "MANIFEST";
 pub(crate) const MANIFEST_TEMP_NAME: &str = "MANIFEST.tmp";
 const MAGIC: [u8; 8] = *b"STRATMAN";
-/// Version of the manifest layout this build writes (2: with the write totals). It reads
-/// 1 and 2. A database written before the cold tier existed has no manifest: it opens as
-/// `Manifest::default()`.
-pub(crate) const MANIFEST_FORMAT_VERSION: u32 = 2;
+/// Newest manifest layout this build writes and reads (3: a compaction's step, with the
+/// log segments' seq floor). It writes 2 (with the write totals) for every other manifest,
+/// and reads 1 to 3. A database written before the cold tier existed has no manifest: it
+/// opens as `Manifest::default()`.
+pub(crate) const MANIFEST_FORMAT_VERSION: u32 = 3;
+/// The layout of a manifest that is not a compaction's step.
+const MANIFEST_FORMAT_VERSION_WHOLE: u32 = 2;
 /// The oldest manifest layout this build reads (1: without the write totals).
 pub(crate) const MANIFEST_FORMAT_VERSION_READ_MIN: u32 = 1;
 
@@ -43,7 +46,11 @@ const TOTALS_LOG_LEN_AT: usize = 72;
 const TOTALS_LOG_ID_AT: usize = 80;
 const TOTALS_RESERVED_AT: usize = 84;
 /// Header length of layout version 2.
-const HEADER_LEN: usize = 88;
+const HEADER_V2_LEN: usize = 88;
+// Version 3 appends the log segments' seq floor to version 2's header.
+const LOG_SEQ_FLOOR_AT: usize = 88;
+/// Header length of layout version 3.
+const HEADER_V3_LEN: usize = 96;
 /// Per cold segment: id u64, rows u64, file length u64.
 const COLD_ENTRY_LEN: usize = 24;
 /// Per log segment: id u32.
@@ -75,6 +82,11 @@ pub(crate) struct Manifest {
     /// What the database had written when this manifest was written (for
     /// `Stats::write_amplification` across reopens); `None` from a version 1 manifest.
     pub(crate) totals: Option<WriteTotals>,
+    /// `Some` in a step of a compaction published in key-range steps (`compact/mod.rs`): the
+    /// cold tier's `seq_max` before that compaction. The cold tier already holds the newest
+    /// versions of some keys of the listed log segments, so their seqs lie above this floor,
+    /// not above `seq_max` (`log_seq_floor`). `None`: the floor is `seq_max`.
+    pub(crate) step_seq_floor: Option<u64>,
 }
 
 /// The write counters as of one moment (a compaction's install, under the writer lock):
@@ -95,21 +107,33 @@ pub(crate) struct WriteTotals {
 }
 
 impl Manifest {
-    /// The layout a decoded manifest was read from: 2 with the write totals, 1 without them
-    /// (`encode` always writes layout 2, with zero totals when there are none).
+    /// The layout a decoded manifest was read from: 3 for a compaction's step, 2 with the
+    /// write totals, 1 without them (`encode` writes layout 3 for a step, else layout 2, with
+    /// zero totals when there are none).
     pub(crate) fn layout_version(&self) -> u32 {
-        if self.totals.is_some() {
+        if self.step_seq_floor.is_some() {
             MANIFEST_FORMAT_VERSION
+        } else if self.totals.is_some() {
+            MANIFEST_FORMAT_VERSION_WHOLE
         } else {
             MANIFEST_FORMAT_VERSION_READ_MIN
         }
     }
 
+    /// Every listed log segment's seqs lie above this (open and verify check it).
+    pub(crate) fn log_seq_floor(&self) -> u64 {
+        self.step_seq_floor.unwrap_or(self.seq_max)
+    }
+
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let len = HEADER_LEN + self.cold.len() * COLD_ENTRY_LEN + self.logs.len() * LOG_ENTRY_LEN + 4;
+        let (version, header_len) = match self.step_seq_floor {
+            Some(_) => (MANIFEST_FORMAT_VERSION, HEADER_V3_LEN),
+            None => (MANIFEST_FORMAT_VERSION_WHOLE, HEADER_V2_LEN),
+        };
+        let len = header_len + self.cold.len() * COLD_ENTRY_LEN + self.logs.len() * LOG_ENTRY_LEN + 4;
         let mut buf = vec![0u8; len];
         buf[..8].copy_from_slice(&MAGIC);
-        put_u32(&mut buf, VERSION_AT, MANIFEST_FORMAT_VERSION);
+        put_u32(&mut buf, VERSION_AT, version);
         put_u64(&mut buf, GENERATION_AT, self.generation);
         put_u32(&mut buf, LOG_FLOOR_AT, self.log_floor);
         put_u64(&mut buf, NEXT_COLD_ID_AT, self.next_cold_id);
@@ -123,7 +147,10 @@ impl Manifest {
         put_u64(&mut buf, TOTALS_LOG_LEN_AT, totals.log_len);
         put_u32(&mut buf, TOTALS_LOG_ID_AT, totals.log_id);
         put_u32(&mut buf, TOTALS_RESERVED_AT, 0);
-        let mut at = HEADER_LEN;
+        if let Some(floor) = self.step_seq_floor {
+            put_u64(&mut buf, LOG_SEQ_FLOOR_AT, floor);
+        }
+        let mut at = header_len;
         for entry in &self.cold {
             put_u64(&mut buf, at, entry.cold_id);
             put_u64(&mut buf, at + 8, entry.rows);
@@ -172,7 +199,11 @@ impl Manifest {
         if version == 0 {
             return Err(Error::corruption(path, VERSION_AT as u64, "MANIFEST format version 0 was never written by strata"));
         }
-        let header_len = if version == 1 { HEADER_V1_LEN } else { HEADER_LEN };
+        let header_len = match version {
+            1 => HEADER_V1_LEN,
+            2 => HEADER_V2_LEN,
+            _ => HEADER_V3_LEN,
+        };
         let cold_count = get_u32(bytes, COLD_COUNT_AT) as usize;
         let log_count = get_u32(bytes, LOG_COUNT_AT) as usize;
         let expected = header_len as u64 + cold_count as u64 * COLD_ENTRY_LEN as u64 + log_count as u64 * LOG_ENTRY_LEN as u64 + 4;
@@ -201,9 +232,13 @@ impl Manifest {
                 log_id: get_u32(bytes, TOTALS_LOG_ID_AT),
                 log_len: get_u64(bytes, TOTALS_LOG_LEN_AT),
             }),
+            step_seq_floor: (version >= 3).then(|| get_u64(bytes, LOG_SEQ_FLOOR_AT)),
         };
         if manifest.seq_max > crate::limits::SEQ_MAX {
             return Err(Error::corruption(path, SEQ_MAX_AT as u64, "MANIFEST seq_max beyond SEQ_MAX"));
+        }
+        if manifest.step_seq_floor.is_some_and(|floor| floor > manifest.seq_max) {
+            return Err(Error::corruption(path, LOG_SEQ_FLOOR_AT as u64, "MANIFEST log seq floor above its seq_max"));
         }
         if version >= 2 {
             if get_u32(bytes, TOTALS_RESERVED_AT) != 0 {
@@ -284,14 +319,34 @@ mod tests {
             cold: vec![ColdEntry { cold_id: 10, rows: 5, file_len: 4096 }, ColdEntry { cold_id: 11, rows: 1, file_len: 640 }],
             logs: vec![7, 9],
             totals: Some(WriteTotals { seq: 98, logical_bytes: 1 << 40, disk_bytes: 3 << 40, log_id: 9, log_len: 4096 }),
+            step_seq_floor: None,
         };
-        let bytes = manifest.encode();
-        assert_eq!(Manifest::decode(&bytes, Path::new("M")).unwrap(), manifest);
-        for i in 0..bytes.len() {
-            let mut damaged = bytes.clone();
-            damaged[i] ^= 0x04;
-            assert!(Manifest::decode(&damaged, Path::new("M")).is_err(), "flip at byte {i} went unnoticed");
+        // A whole manifest (layout 2), and a compaction's step (layout 3).
+        for manifest in [manifest.clone(), Manifest { step_seq_floor: Some(60), ..manifest }] {
+            let bytes = manifest.encode();
+            assert_eq!(get_u32(&bytes, VERSION_AT), manifest.layout_version());
+            assert_eq!(Manifest::decode(&bytes, Path::new("M")).unwrap(), manifest);
+            for i in 0..bytes.len() {
+                let mut damaged = bytes.clone();
+                damaged[i] ^= 0x04;
+                assert!(Manifest::decode(&damaged, Path::new("M")).is_err(), "flip at byte {i} went unnoticed");
+            }
         }
+    }
+
+    #[test]
+    fn a_step_manifest_gives_the_log_its_own_seq_floor_never_above_seq_max() {
+        let whole = Manifest { seq_max: 99, next_cold_id: 1, ..Manifest::default() };
+        assert_eq!(whole.log_seq_floor(), 99);
+        let step = Manifest { step_seq_floor: Some(60), ..whole.clone() };
+        assert_eq!(step.log_seq_floor(), 60);
+        let mut bytes = Manifest { step_seq_floor: Some(100), ..whole }.encode();
+        assert!(matches!(Manifest::decode(&bytes, Path::new("M")), Err(Error::Corruption { offset: 88, .. })));
+        put_u64(&mut bytes, LOG_SEQ_FLOOR_AT, 99);
+        let crc_at = bytes.len() - 4;
+        let crc = crc32(&bytes[..crc_at]);
+        put_u32(&mut bytes, crc_at, crc);
+        assert_eq!(Manifest::decode(&bytes, Path::new("M")).unwrap().log_seq_floor(), 99);
     }
 
     #[test]
@@ -305,7 +360,7 @@ mod tests {
         put_u32(&mut bytes, crc_at, crc);
         assert!(matches!(
             Manifest::decode(&bytes, Path::new("M")),
-            Err(Error::UnsupportedVersion { found: 3, read_min: 1, latest: 2, .. })
+            Err(Error::UnsupportedVersion { found: 4, read_min: 1, latest: 3, .. })
         ));
     }
 
@@ -336,6 +391,7 @@ mod tests {
             cold: vec![ColdEntry { cold_id: 10, rows: 5, file_len: 4096 }],
             logs: vec![7],
             totals: None,
+            step_seq_floor: None,
         };
         assert_eq!(Manifest::decode(&v1, Path::new("M")).unwrap(), expected);
         for i in 0..v1.len() {

@@ -54,7 +54,7 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Db> {
         ));
     }
     let cold = load_cold(vfs, dir, &manifest, embedding_dim)?;
-    let loaded = load_segments(vfs, &segment_files, embedding_dim, manifest.seq_max, !options.read_only)?;
+    let loaded = load_segments(vfs, &segment_files, embedding_dim, manifest.log_seq_floor(), !options.read_only)?;
     let counted = match (has_manifest, manifest.totals) {
         (_, Some(totals)) => Some(totals),
         (false, None) => Some(WriteTotals::default()), // never compacted: the log is the whole history
@@ -342,14 +342,14 @@ fn load_segments(
     vfs: &dyn Vfs,
     segment_files: &[(u32, PathBuf)],
     embedding_dim: usize,
-    cold_seq_max: u64,
+    log_seq_floor: u64,
     map_active: bool,
 ) -> Result<LoadedSegments> {
     let mut loaded = LoadedSegments { sealed: Vec::new(), active: None, torn_creation: None };
     for (i, (segment_id, path)) in segment_files.iter().enumerate() {
         let is_last = i + 1 == segment_files.len();
         if is_last && !ends_with_valid_trailer(vfs, path)? {
-            let floor = loaded.sealed.last().map_or(cold_seq_max, |s| s.trailer.seq_max);
+            let floor = loaded.sealed.last().map_or(log_seq_floor, |s| s.trailer.seq_max);
             match load_active(vfs, path, *segment_id, embedding_dim, floor, map_active)? {
                 Some((header, bytes, scan)) => loaded.active = Some(LoadedActive { segment_id: *segment_id, header, bytes, scan }),
                 None => loaded.torn_creation = Some(*segment_id),
@@ -357,7 +357,7 @@ fn load_segments(
             break;
         }
         let segment = SealedSegment::open(vfs, path, *segment_id, embedding_dim)?;
-        let previous_seq_max = loaded.sealed.last().map_or(cold_seq_max, |p| p.trailer.seq_max);
+        let previous_seq_max = loaded.sealed.last().map_or(log_seq_floor, |p| p.trailer.seq_max);
         if segment.trailer.records_count > 0 && segment.trailer.seq_max <= previous_seq_max {
             return Err(Error::corruption(path, 0, "segment's newest seq is not newer than the previous segment's or the cold tier's"));
         }

@@ -184,9 +184,11 @@ impl Options {
         self
     }
 
-    /// Size at which compaction starts a new cold segment (default 1 GiB; at least
-    /// `SEGMENT_BYTES_MIN`). Smaller cold segments make compaction's output files smaller;
-    /// a key lookup still reads one segment, as cold key ranges never overlap.
+    /// Size at which compaction starts a new cold segment (default 64 MiB; at least
+    /// `SEGMENT_BYTES_MIN`). Smaller cold segments make compaction's output files smaller,
+    /// its rewrites of clustered keys smaller, and its key-range steps shorter (a step
+    /// publishes about this many bytes and frees the segments they replace); a key lookup
+    /// still reads one segment, as cold key ranges never overlap.
     pub fn cold_segment_bytes_max(mut self, bytes: u64) -> Self {
         self.cold_segment_bytes_max = bytes;
         self

@@ -653,6 +653,7 @@ fn build(vfs_handle: &Arc<dyn Vfs>, staging: &Path, embedding_dim: usize, salvag
         logs: Vec::new(),
         // The repaired database's history starts here (its cold files are not counted).
         totals: None,
+        step_seq_floor: None,
     };
     manifest.write(vfs, &new)?;
     Meta {

@@ -37,7 +37,7 @@ pub(crate) fn verify(shared: &Shared) -> Result<VerifyReport> {
         report.records_checked += rows;
         report.bytes_checked += bytes;
     }
-    let mut seq_floor = manifest.seq_max;
+    let mut seq_floor = manifest.log_seq_floor();
     for (segment_id, segment) in &table.segments {
         if table.retired.contains(segment_id) {
             continue; // compacted: its records are checked in the cold tier

@@ -434,9 +434,10 @@ pub struct ManifestFacts {
     pub log_ids: Vec<u32>,
 }
 
-/// Header lengths of MANIFEST layout versions 1 and 2 (`format-spec/manifest.md`).
+/// Header lengths of MANIFEST layout versions 1, 2 and 3 (`format-spec/manifest.md`).
 pub const MANIFEST_V1_HEADER_LEN: usize = 48;
 pub const MANIFEST_HEADER_LEN: usize = 88;
+pub const MANIFEST_V3_HEADER_LEN: usize = 96;
 pub const MANIFEST_COLD_ENTRY_LEN: usize = 24;
 
 /// Decodes `dir/MANIFEST` (layout and checksum checked); `None` when there is none.
@@ -451,6 +452,7 @@ pub fn read_manifest(dir: &Path) -> Option<ManifestFacts> {
     let header_len = match u32_at(8) {
         1 => MANIFEST_V1_HEADER_LEN,
         2 => MANIFEST_HEADER_LEN,
+        3 => MANIFEST_V3_HEADER_LEN, // a compaction's step
         other => panic!("MANIFEST layout version {other}"),
     };
     let cold_count = u32_at(40) as usize;

@@ -7,6 +7,7 @@
 //! compaction with `Corruption`; it is never re-checksummed into a valid-looking row).
 //! Tombstones, expired rows and rows the compaction filter drops are left out.
 
+use std::collections::VecDeque;
 use std::iter::Peekable;
 use std::ops::Range;
 use std::sync::Arc;
@@ -49,10 +50,12 @@ impl MergedRow {
 
 /// The merge cursor.
 pub(crate) struct Merge<'a> {
-    /// The warm segments' maps, then the cold segments'.
-    sources: Vec<&'a [u8]>,
     warm: &'a [Arc<SealedSegment>],
-    cold: &'a [Arc<ColdFile>],
+    /// The cold segments it rewrites, from segment `cold_base` on: those before it were
+    /// merged whole and released (`release_cold_before`), so that their maps, and the disk
+    /// space of their files once deleted, are not held to the end of the compaction.
+    cold: VecDeque<Arc<ColdFile>>,
+    cold_base: usize,
     versions: Peekable<std::vec::IntoIter<WarmVersion<'a>>>,
     /// The next cold row: (segment, row).
     cold_at: (usize, usize),
@@ -66,17 +69,45 @@ impl<'a> Merge<'a> {
     pub(crate) fn new(
         warm: &'a [Arc<SealedSegment>],
         versions: Vec<WarmVersion<'a>>,
-        cold: &'a [Arc<ColdFile>],
+        cold: Vec<Arc<ColdFile>>,
         now_ms: u64,
         filter: Filter<'a>,
         pace: Option<&'a Pace>,
     ) -> Merge<'a> {
-        let sources = warm.iter().map(|s| s.bytes()).chain(cold.iter().map(|s| s.bytes())).collect();
-        Merge { sources, warm, cold, versions: versions.into_iter().peekable(), cold_at: (0, 0), now_ms, filter, pace, steps: 0 }
+        let cold = cold.into();
+        Merge { warm, cold, cold_base: 0, versions: versions.into_iter().peekable(), cold_at: (0, 0), now_ms, filter, pace, steps: 0 }
+    }
+
+    /// Cold segment `s` of the rewritten ones (not released).
+    fn cold(&self, s: usize) -> &Arc<ColdFile> {
+        &self.cold[s - self.cold_base]
+    }
+
+    /// The rewritten cold segments from `s` on (none released).
+    pub(crate) fn cold_from(&self, s: usize) -> impl Iterator<Item = &Arc<ColdFile>> {
+        self.cold.iter().skip(s - self.cold_base)
+    }
+
+    /// Lets go of the rewritten cold segments before `s`, which the merge has passed.
+    pub(crate) fn release_cold_before(&mut self, s: usize) {
+        debug_assert!(s <= self.cold_at.0, "only segments the merge has passed are released");
+        while self.cold_base < s {
+            self.cold.pop_front();
+            self.cold_base += 1;
+        }
+    }
+
+    /// The map source `source` (`MergedRow::source`) indexes: a warm segment's, then a cold one's.
+    fn source(&self, source: u32) -> &[u8] {
+        let source = source as usize;
+        match source.checked_sub(self.warm.len()) {
+            None => self.warm[source].bytes(),
+            Some(s) => self.cold(s).bytes(),
+        }
     }
 
     fn peek_cold(&mut self) -> Option<(usize, usize)> {
-        while let Some(segment) = self.cold.get(self.cold_at.0) {
+        while let Some(segment) = self.cold.get(self.cold_at.0 - self.cold_base) {
             if self.cold_at.1 < segment.rows() {
                 return Some(self.cold_at);
             }
@@ -95,7 +126,9 @@ impl<'a> Merge<'a> {
                 }
             }
             let cold_next = self.peek_cold();
-            let next_cold_key = cold_next.map(|(s, r)| self.cold[s].key(r));
+            // Field by field: the key stays borrowed while the warm versions advance.
+            let (cold, cold_base) = (&self.cold, self.cold_base);
+            let next_cold_key = cold_next.map(|(s, r)| cold[s - cold_base].key(r));
             let take_warm = match (self.versions.peek(), next_cold_key) {
                 (None, None) => return Ok(None),
                 (Some(_), None) => true,
@@ -147,7 +180,7 @@ impl<'a> Merge<'a> {
     }
 
     fn cold_row(&self, s: usize, r: usize) -> Result<Option<MergedRow>> {
-        let file = &self.cold[s];
+        let file = self.cold(s);
         if !file.is_live(r, self.now_ms) {
             return Ok(None);
         }
@@ -166,8 +199,8 @@ impl<'a> Merge<'a> {
         }))
     }
 
-    fn key_of(&self, row: &MergedRow) -> &'a [u8] {
-        &self.sources[row.source as usize][row.key.clone()]
+    fn key_of(&self, row: &MergedRow) -> &[u8] {
+        &self.source(row.source)[row.key.clone()]
     }
 }
 
@@ -181,28 +214,69 @@ fn filter_keeps(filter: Filter<'_>, record: impl FnOnce() -> Record) -> Result<b
     }
 }
 
+/// What `Runs::next_run` produced.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// The next output run's rows.
+    Run,
+    /// A step ends here: every row below the first key of rewritten cold segment `.0` is in
+    /// the runs so far, and none of that segment's or a later one's rows is (the rewritten
+    /// segments before it are merged whole). The compaction publishes what it wrote so far
+    /// in place of those segments.
+    Step(usize),
+    /// The merge is done.
+    Done,
+}
+
 /// Cuts the merge into output runs of about `bytes_max` stored bytes each (at least one row
 /// each), also cutting before the first row at or above each of `cuts` (the first keys of the
-/// cold segments the compaction keeps, ascending), so that key ranges stay disjoint.
+/// cold segments the compaction keeps, ascending), so that key ranges stay disjoint; and
+/// into steps of at least `step_bytes` stored bytes, each ending before the first key of a
+/// rewritten cold segment (`Next::Step`).
 pub(crate) struct Runs<'a> {
     merge: Merge<'a>,
     cuts: Vec<&'a [u8]>,
     next_cut: usize,
     bytes_max: u64,
     dim: usize,
-    /// A row that starts the next run (a cut lay before it).
+    /// The first key of every rewritten cold segment, ascending: where a step may end.
+    step_keys: Vec<Vec<u8>>,
+    /// The first of `step_keys` above every row emitted so far.
+    next_step_key: usize,
+    step_bytes: u64,
+    bytes_in_step: u64,
+    /// A step ended after the run just returned.
+    step_due: Option<usize>,
+    /// A row that starts the next run (a cut or a step lay before it).
     pending: Option<MergedRow>,
 }
 
 impl<'a> Runs<'a> {
-    pub(crate) fn new(merge: Merge<'a>, cuts: Vec<&'a [u8]>, bytes_max: u64, dim: usize) -> Runs<'a> {
+    pub(crate) fn new(merge: Merge<'a>, cuts: Vec<&'a [u8]>, bytes_max: u64, step_bytes: u64, dim: usize) -> Runs<'a> {
         debug_assert!(cuts.windows(2).all(|w| w[0] < w[1]));
-        Runs { merge, cuts, next_cut: 0, bytes_max, dim, pending: None }
+        let step_keys: Vec<Vec<u8>> = merge.cold_from(0).map(|f| f.footer.min_key.clone()).collect();
+        Runs {
+            merge,
+            cuts,
+            next_cut: 0,
+            bytes_max,
+            dim,
+            step_keys,
+            next_step_key: 0,
+            step_bytes,
+            bytes_in_step: 0,
+            step_due: None,
+            pending: None,
+        }
     }
 
-    /// Fills `run` (emptied first) with the next run's rows; `false` when the merge is done.
-    pub(crate) fn next_run(&mut self, run: &mut Vec<MergedRow>) -> Result<bool> {
+    /// Fills `run` (emptied first) with the next run's rows (`Next::Run`), or says where a
+    /// step ends (`run` left empty).
+    pub(crate) fn next_run(&mut self, run: &mut Vec<MergedRow>) -> Result<Next> {
         run.clear();
+        if let Some(step) = self.step_due.take() {
+            return Ok(Next::Step(step));
+        }
         let mut bytes = 0u64;
         loop {
             let row = match self.pending.take() {
@@ -215,42 +289,69 @@ impl<'a> Runs<'a> {
                         self.next_cut += 1;
                         crossed = true;
                     }
+                    let step_ends = self.bytes_in_step >= self.step_bytes
+                        && self.step_keys.get(self.next_step_key).is_some_and(|first| key >= first.as_slice());
+                    if step_ends {
+                        self.bytes_in_step = 0;
+                        self.pending = Some(row);
+                        if run.is_empty() {
+                            return Ok(Next::Step(self.next_step_key));
+                        }
+                        self.step_due = Some(self.next_step_key);
+                        return Ok(Next::Run);
+                    }
                     if crossed && !run.is_empty() {
                         self.pending = Some(row);
-                        return Ok(true);
+                        return Ok(Next::Run);
                     }
                     row
                 }
             };
             debug_assert!(run.last().is_none_or(|last| self.merge.key_of(last) < self.merge.key_of(&row)), "rows ascend by key");
-            bytes += row.stored_bytes(self.dim);
+            let key = self.merge.key_of(&row);
+            while self.step_keys.get(self.next_step_key).is_some_and(|first| key >= first.as_slice()) {
+                self.next_step_key += 1;
+            }
+            let stored = row.stored_bytes(self.dim);
+            bytes += stored;
+            self.bytes_in_step += stored;
             run.push(row);
             if bytes >= self.bytes_max {
-                return Ok(true);
+                return Ok(Next::Run);
             }
         }
-        Ok(!run.is_empty())
+        Ok(if run.is_empty() { Next::Done } else { Next::Run })
+    }
+
+    /// The rewritten cold segments from `s` on: those a step keeps.
+    pub(crate) fn rewritten_from(&self, s: usize) -> impl Iterator<Item = &Arc<ColdFile>> {
+        self.merge.cold_from(s)
+    }
+
+    /// Lets go of the rewritten cold segments before `s` (a step replaced them).
+    pub(crate) fn release_rewritten_before(&mut self, s: usize) {
+        self.merge.release_cold_before(s);
     }
 
     /// A run's rows as the cold writer reads them.
-    pub(crate) fn rows<'r>(&'r self, run: &'r [MergedRow]) -> RunRows<'r> {
-        RunRows { sources: &self.merge.sources, rows: run }
+    pub(crate) fn rows<'r>(&'r self, run: &'r [MergedRow]) -> RunRows<'r, 'a> {
+        RunRows { merge: &self.merge, rows: run }
     }
 }
 
 /// One run of merged rows: the rows of one output segment.
-pub(crate) struct RunRows<'r> {
-    sources: &'r [&'r [u8]],
+pub(crate) struct RunRows<'r, 'a> {
+    merge: &'r Merge<'a>,
     rows: &'r [MergedRow],
 }
 
-impl RowSource for RunRows<'_> {
+impl RowSource for RunRows<'_, '_> {
     fn rows(&self) -> usize {
         self.rows.len()
     }
     fn row(&self, index: usize) -> RowData<'_> {
         let r = &self.rows[index];
-        let bytes = self.sources[r.source as usize];
+        let bytes = self.merge.source(r.source);
         RowData {
             key: &bytes[r.key.clone()],
             content: &bytes[r.content.clone()],
