@@ -73,6 +73,16 @@ fn check(db: &Db, model: &Model, context: &str) {
     assert!(found == *model, "{context}: the database differs from the model");
 }
 
+/// The name of the newest log segment file (ids only grow; names are zero-padded hex).
+fn newest_log_file(dir: &Path) -> String {
+    std::fs::read_dir(dir)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".log"))
+        .max()
+        .expect("the active segment's file")
+}
+
 fn cold_files(dir: &Path) -> usize {
     std::fs::read_dir(dir).expect("list").filter(|e| e.as_ref().expect("entry").file_name().to_string_lossy().ends_with(".cold")).count()
 }
@@ -287,17 +297,40 @@ fn close_stops_a_running_background_compaction_and_leaves_no_orphan() {
     db.verify().expect("verify");
 }
 
+/// The idle rule moves what the watermark leaves: once no write came for `compaction_idle`
+/// and something is warm, the active segment is sealed and everything goes cold. Made
+/// deterministic: the workload's background runs settle first (with a 20 ms idle period, a
+/// pause of a loaded machine between two writes can start an idle run mid-workload, after
+/// which a tail of under 1 MiB stays hot by design: the trickle rule, below), then single
+/// puts until one rolls the active segment, so the last write leaves a warm segment and an
+/// empty active one, and what is left to run (the idle run, or a background one if that
+/// segment reached the watermark) seals nothing new.
 #[test]
 fn a_database_left_idle_ends_fully_compacted() {
     let temp = tempfile::tempdir().expect("tempdir");
-    // Background runs at the watermark leave some of it warm (and the rest hot); the idle
-    // rule moves what is left.
     let opts = options(true).compaction_warm_bytes(1 << 40).write_stall_bytes(1 << 41, 1 << 42).compaction_idle(Duration::from_millis(20));
     let db = Db::open(temp.path(), opts).expect("open");
     let mut model = Model::new();
     overwrite_workload(&db, &mut model, 17, 2_000, 2); // about 2.4 MB, over the 1 MiB minimum
-                                                       // A liveness bound, not a speed figure: the idle run is due 20 ms after the last write;
-                                                       // 24 000 looks 5 ms apart are minutes.
+    db.wait_for_compaction().expect("the background runs settle");
+    // Nothing is warm now, or an idle run is due already; either way, from here on no run
+    // starts before a put seals a segment (under 1 MiB hot and nothing warm: none is due).
+    // A roll is seen as a new, higher-numbered log file (the new active segment): whatever
+    // a run did meanwhile, the last put below rolled, so nothing written is left hot.
+    let mut rng = StdRng::seed_from_u64(18);
+    for key in 0.. {
+        let before = newest_log_file(temp.path());
+        let k = format!("tail/{key:05}").into_bytes();
+        let c = content(&mut rng, key, 9);
+        db.put(&k, &c, Some(&embedding(key))).expect("put");
+        model.insert(k, c);
+        if newest_log_file(temp.path()) > before {
+            break;
+        }
+        assert!(key < 1_000, "8 KiB segments roll within a few dozen puts");
+    }
+    // A liveness bound, not a speed figure: the idle run is due 20 ms after the last write;
+    // 24 000 looks 5 ms apart are minutes.
     for look in 0.. {
         let stats = db.stats();
         assert_eq!(stats.last_background_error, None);

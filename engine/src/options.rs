@@ -263,7 +263,8 @@ impl Options {
 
     /// Time without a write after which background maintenance seals and compacts
     /// everything (default 10 s), when anything is warm or at least 1 MiB is hot: a database left alone
-    /// ends fully compacted.
+    /// ends fully compacted, but for a hot tail of under 1 MiB written after the last run (a
+    /// trickle of writes is not compacted record by record).
     pub fn compaction_idle(mut self, idle: std::time::Duration) -> Self {
         self.maintenance.idle = idle;
         self
