@@ -2,9 +2,10 @@
 //! goes through.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::io::aligned::AlignedVec;
+use crate::io::aligned::BufferPool;
 use crate::limits;
 use crate::log::commit::EncodedCommit;
 use crate::log::record::{self, RecordFields, RecordKind};
@@ -140,7 +141,7 @@ pub(crate) fn validate(op: &WriteOp<'_>, embedding_dim: usize) -> Result<()> {
 
 /// Encodes validated operations into one commit. Earlier operations on a key that a later
 /// one overwrites are dropped (later wins). `now_ms` turns TTLs into expiry times.
-pub(crate) fn encode(ops: &[WriteOp<'_>], embedding_dim: usize, now_ms: u64) -> Result<EncodedCommit> {
+pub(crate) fn encode(ops: &[WriteOp<'_>], embedding_dim: usize, now_ms: u64, buffers: &Arc<BufferPool>) -> Result<EncodedCommit> {
     let mut superseded = vec![false; ops.len()];
     if ops.len() > 1 {
         let mut seen: HashSet<&[u8]> = HashSet::with_capacity(ops.len());
@@ -158,7 +159,7 @@ pub(crate) fn encode(ops: &[WriteOp<'_>], embedding_dim: usize, now_ms: u64) -> 
     if size > limits::MAX_COMMIT_BYTES {
         return Err(Error::invalid("batch", format!("{size} encoded bytes exceeds MAX_COMMIT_BYTES = {}", limits::MAX_COMMIT_BYTES)));
     }
-    let mut buffer = AlignedVec::with_capacity(size);
+    let mut buffer = buffers.buffer(size);
     let mut records = Vec::with_capacity(ops.len());
     let mut logical_bytes = 0u64;
     for (op, _) in ops.iter().zip(&superseded).filter(|(_, &s)| !s) {

@@ -363,6 +363,9 @@ fn worker(maintenance: &Maintenance, weak: &Weak<Shared>) {
         };
         let Some(trigger) = trigger else {
             let idle = shared.options.maintenance.idle;
+            if maintenance.since_last_write() >= idle {
+                shared.writer.buffers.clear(); // idle: the commit buffers' maps go back to the system
+            }
             drop(shared);
             if kicked {
                 maintenance.progress.notify_all(); // looked, and found nothing to do

@@ -29,6 +29,7 @@ use std::thread::ThreadId;
 use crate::batch::{self, WriteOp};
 use crate::db::Shared;
 use crate::index::Version;
+use crate::io::aligned::BufferPool;
 use crate::log::commit::{CommitQueue, PendingCommit, Turn};
 use crate::log::writer::ActiveSegment;
 use crate::segments::SegmentRef;
@@ -65,6 +66,8 @@ pub(crate) struct Writer {
     pub(crate) logical_bytes_written: AtomicU64,
     /// Bytes written to disk for them: log records, marks, trailers, compaction output.
     pub(crate) disk_bytes_written: AtomicU64,
+    /// Maps for commits' buffers, reused (`io/aligned.rs`); emptied when the writer is idle.
+    pub(crate) buffers: Arc<BufferPool>,
 }
 
 impl Writer {
@@ -77,6 +80,7 @@ impl Writer {
             deferred_prune: Mutex::new((0, VecDeque::new())),
             logical_bytes_written: AtomicU64::new(written.0),
             disk_bytes_written: AtomicU64::new(written.1),
+            buffers: Arc::new(BufferPool::default()),
         }
     }
 
@@ -173,7 +177,7 @@ impl Writer {
             return Ok(());
         }
         shared.maintenance.throttle(shared)?; // a write stall while compaction is behind
-        let encoded = batch::encode(ops, shared.embedding_dim, shared.now_ms())?;
+        let encoded = batch::encode(ops, shared.embedding_dim, shared.now_ms(), &self.buffers)?;
         let seq = self.queue.submit(encoded)?;
         loop {
             match self.queue.wait_or_lead(seq) {

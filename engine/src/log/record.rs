@@ -118,7 +118,14 @@ pub(crate) fn append(buf: &mut AlignedVec, fields: &RecordFields<'_>) -> (Record
         content: at(&layout.content),
         len: layout.total,
     };
-    let record = buf.extend_zeroed(layout.total);
+    // Every byte is written below (a pooled buffer holds an older commit's bytes): the
+    // header (zero, then its fields), the key, the padding before the embedding, the
+    // embedding, the content, the padding to the next record.
+    debug_assert!(layout.key.start == RECORD_HEADER_LEN && layout.embedding.end == layout.content.start);
+    let record = buf.extend_for_overwrite(layout.total);
+    record[..RECORD_HEADER_LEN].fill(0);
+    record[layout.key.end..layout.embedding.start].fill(0);
+    record[layout.content.end..].fill(0);
     record[KIND_AT] = fields.kind as u8;
     let mut flags = 0;
     if fields.embedding.is_some() {
@@ -406,6 +413,36 @@ mod tests {
         );
         stamp(fresh.bytes_mut(), &mut appended, 42, true, &body);
         assert_eq!(appended, view, "the view built while encoding equals the parsed one");
+    }
+
+    /// `append` writes every byte of a record: into a reused map still holding an older
+    /// commit's bytes (all 0xFF here) it encodes exactly what it encodes into a fresh
+    /// buffer, for keys of every length mod 8 (the padding before the embedding and after
+    /// the content), with and without embedding and TTL.
+    #[test]
+    fn a_record_appended_over_old_bytes_equals_one_appended_to_fresh_zeros() {
+        use crate::io::aligned::{BufferPool, MAPPED_BUFFER_BYTES};
+        let pool = std::sync::Arc::new(BufferPool::default());
+        let mut old = pool.buffer(MAPPED_BUFFER_BYTES);
+        old.extend_zeroed(MAPPED_BUFFER_BYTES).fill(0xFF);
+        drop(old);
+        let mut reused = pool.buffer(MAPPED_BUFFER_BYTES);
+        let mut fresh = AlignedVec::default();
+        let vector = [1.0f32, -2.5, 3.25];
+        for key_len in 1..=9 {
+            for (embedding, expires_at_ms, content_len) in [(Some(&vector[..]), 0, 13), (None, 7, 0), (Some(&vector[..]), 99, 1)] {
+                let key = vec![b'k'; key_len];
+                let content = vec![b'c'; content_len];
+                let fields = RecordFields { kind: RecordKind::Put, key: &key, content: &content, embedding, expires_at_ms };
+                let (mut a, body_a) = append(&mut reused, &fields);
+                let (mut b, body_b) = append(&mut fresh, &fields);
+                let (ra, rb) = (a.start()..a.start() + a.len, b.start()..b.start() + b.len);
+                stamp(&mut reused.bytes_mut()[ra], &mut a, 5, true, &body_a);
+                stamp(&mut fresh.bytes_mut()[rb], &mut b, 5, true, &body_b);
+            }
+        }
+        assert_eq!(reused.bytes(), fresh.bytes());
+        assert!(parse(reused.bytes(), 0, 3).is_ok());
     }
 
     #[test]
