@@ -313,10 +313,10 @@ fn a_database_left_idle_ends_fully_compacted() {
     let mut model = Model::new();
     overwrite_workload(&db, &mut model, 17, 2_000, 2); // about 2.4 MB, over the 1 MiB minimum
     db.wait_for_compaction().expect("the background runs settle");
-    // Nothing is warm now, or an idle run is due already; either way, from here on no run
-    // starts before a put seals a segment (under 1 MiB hot and nothing warm: none is due).
-    // A roll is seen as a new, higher-numbered log file (the new active segment): whatever
-    // a run did meanwhile, the last put below rolled, so nothing written is left hot.
+    // What the background runs left warm (under the watermark) may still start an idle run
+    // while the tail below is written. Whatever a run takes meanwhile, the loop ends on a
+    // put that rolled the segment (seen as a new, higher-numbered log file: the new active
+    // segment), so nothing written is left hot and something is warm for the idle run.
     let mut rng = StdRng::seed_from_u64(18);
     for key in 0.. {
         let before = newest_log_file(temp.path());

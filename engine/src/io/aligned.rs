@@ -50,19 +50,20 @@ impl BufferPool {
         if !(MAPPED_BUFFER_BYTES..=POOL_BUFFER_BYTES_MAX).contains(&bytes) {
             return AlignedVec::with_capacity(bytes);
         }
-        let reused = {
+        let pooled = {
             let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-            let fit = free.iter().enumerate().filter(|(_, m)| m.words().len() * 8 >= bytes).min_by_key(|(_, m)| m.words().len());
-            fit.map(|(i, _)| i).map(|i| free.swap_remove(i))
+            let fit =
+                free.iter().enumerate().filter(|(_, m)| m.words().len() * 8 >= bytes).min_by_key(|(_, m)| m.words().len()).map(|(i, _)| i);
+            fit.map(|i| free.swap_remove(i))
         };
-        let (map, reused) = match reused {
+        let (map, dirty) = match pooled {
             Some(map) => (map, true),
             None => match AnonymousMap::new(bytes.next_power_of_two()) {
                 Ok(map) => (map, false),
                 Err(_) => return AlignedVec::with_capacity(bytes),
             },
         };
-        let storage = Storage::Mapped(MappedWords { map: Some(map), dirty: reused, home: Some(self.clone()) });
+        let storage = Storage::Mapped(MappedWords { map: Some(map), dirty, home: Some(self.clone()) });
         AlignedVec { storage, len: 0 }
     }
 
