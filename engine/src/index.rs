@@ -13,9 +13,13 @@ use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::ops::Bound;
 
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use crossbeam_skiplist::SkipMap;
 
 use crate::log::record::{RecordKind, RecordView};
+use crate::point_cache::{self, Location, PointCache};
 
 /// Whether a version stores data or deletes the key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -222,10 +226,18 @@ pub(crate) enum Direction {
     Backward,
 }
 
-/// The hot+warm index.
-#[derive(Default)]
+/// The hot+warm index: the ordered versions, and beside them the point cache of each key's
+/// newest version (`point_cache`), which only `insert` writes.
 pub(crate) struct Index {
     map: SkipMap<IndexKey, Version>,
+    /// Replaced (grown) only by `insert`, whose callers are serialized.
+    newest: ArcSwap<PointCache>,
+}
+
+impl Default for Index {
+    fn default() -> Index {
+        Index::for_keys(0)
+    }
 }
 
 /// Turns a bound on user keys into a bound on index entries covering every version.
@@ -252,11 +264,50 @@ fn as_dyn<'p, 'k>(bound: &'p Bound<Probe<'k>>) -> Bound<&'p (dyn KeyProbe + 'k)>
 }
 
 impl Index {
-    /// Inserts a version; returns whether the key has an older version (pruning has
-    /// something to look at).
+    /// An empty index whose point cache is sized for about `keys` keys (open knows how many
+    /// it will insert).
+    pub(crate) fn for_keys(keys: usize) -> Index {
+        Index { map: SkipMap::new(), newest: ArcSwap::from_pointee(PointCache::for_keys(keys)) }
+    }
+
+    /// Inserts a version, the newest of its key; returns whether the key has an older
+    /// version (pruning has something to look at).
+    ///
+    /// Callers are serialized (the writer slot, or open) and insert a key's versions in seq
+    /// order: the point cache's invariant (`point_cache`) rests on it.
     pub(crate) fn insert(&self, key: &[u8], seq: u64, version: Version) -> bool {
         let entry = self.map.insert(IndexKey { user_key: StoredKey::new(key), seq }, version);
+        let cache = self.newest.load();
+        if cache.wants_growth(self.map.len()) {
+            self.grow_point_cache();
+        } else {
+            cache.put(point_cache::key_hash(key), location_of(&version));
+        }
         entry.next().is_some_and(|older| older.key().user_key() == key)
+    }
+
+    /// Replaces the point cache by one for twice the index's entries, holding each key's
+    /// newest version. O(entries), on the inserter's thread; the table doubles, so each
+    /// insert pays for O(1) of it. Entries that a concurrent retirement removes meanwhile
+    /// may be copied: they are stale, and a stale entry's segment is gone or retired, which
+    /// a reader takes as a miss.
+    fn grow_point_cache(&self) {
+        let cache = PointCache::for_keys(self.map.len().saturating_mul(2));
+        let mut previous: Option<crossbeam_skiplist::map::Entry<'_, IndexKey, Version>> = None;
+        for entry in self.map.iter() {
+            if previous.as_ref().is_some_and(|p| p.key().user_key() == entry.key().user_key()) {
+                continue; // an older version: the first entry of a key is its newest
+            }
+            cache.put(point_cache::key_hash(entry.key().user_key()), location_of(entry.value()));
+            previous = Some(entry);
+        }
+        self.newest.store(Arc::new(cache));
+    }
+
+    /// Where the newest version of `key` may live, from the point cache (a miss says
+    /// nothing). The caller checks that the record there has this key.
+    pub(crate) fn cached_newest(&self, key: &[u8]) -> Option<Location> {
+        self.newest.load().get(point_cache::key_hash(key))
     }
 
     /// Number of entries (versions), for stats and tests.
@@ -406,12 +457,17 @@ impl Index {
                 newer = Some(entry);
             }
         }
+        let cache = self.newest.load();
         for entry in self.map.iter() {
-            if compacted(&entry) {
-                entry.remove();
+            if compacted(&entry) && entry.remove() {
+                cache.clear(point_cache::key_hash(entry.key().user_key()), location_of(entry.value()));
             }
         }
     }
+}
+
+fn location_of(version: &Version) -> Location {
+    Location { segment_id: version.segment_id, offset: version.offset }
 }
 
 #[cfg(test)]

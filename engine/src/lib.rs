@@ -22,6 +22,7 @@ mod manifest;
 mod meta;
 mod open;
 mod options;
+mod point_cache;
 mod read;
 mod record;
 mod repair;

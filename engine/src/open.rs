@@ -370,7 +370,10 @@ fn load_segments(
 /// each key is inserted (nothing is pinned at open); the older ones are marked dead in their
 /// sealed segment (`DeadRows`), or listed for the active one (`BuiltIndex::active_dead`).
 fn build_index(loaded: &LoadedSegments, embedding_dim: usize, counted_seq: u64) -> Result<BuiltIndex> {
-    let index = Index::default();
+    // Sized for the records the log holds, an upper bound on its keys: open never grows it.
+    let sealed_records = loaded.sealed.iter().map(|s| usize::try_from(s.trailer.records_count).unwrap_or(usize::MAX));
+    let records = sealed_records.fold(loaded.active.as_ref().map_or(0, |a| a.scan.records.len()), usize::saturating_add);
+    let index = Index::for_keys(records);
     let mut active_dead = Vec::new();
     let mut logical_after = 0u64;
     let mut last_seq = loaded.sealed.iter().map(|s| s.trailer.seq_max).max().unwrap_or(0);

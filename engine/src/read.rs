@@ -82,6 +82,9 @@ const GET_RETRIES_UNPINNED: usize = 8;
 /// only when those three agree; after `GET_RETRIES_UNPINNED` races it pins a view instead.
 pub(crate) fn get_latest(shared: &Shared, key: &[u8]) -> Result<Option<Record>> {
     let mut seq = shared.visible_seq.load(Ordering::Acquire);
+    if let Some(answer) = get_cached(shared, key, seq)? {
+        return Ok(answer);
+    }
     for _ in 0..GET_RETRIES_UNPINNED {
         // Usually the newest version in the index is visible: one lookup decides. A key
         // with no version at all (one that lives cold, or none) costs that lookup alone.
@@ -136,6 +139,50 @@ pub(crate) fn get_latest(shared: &Shared, key: &[u8]) -> Result<Option<Record>> 
     }
     let (_pin, view) = shared.pinned_view();
     view.get(shared, key)
+}
+
+/// `Db::get` through the index's point cache: `Some(answer)` when the cache names a record
+/// of `key` with a seq <= `seq` (the visible seq, read before the cache) in a segment this
+/// table lists as live; `None` to seek the skiplist instead.
+///
+/// Why a hit is the answer: the record found has `key`, so the cache entry was written by
+/// the last insert of `key` (`point_cache`'s invariant), and every insert with a seq <= `seq`
+/// was written to the cache before `seq` became visible. A record of a later seq, a segment
+/// retired or gone (retirement clears most such entries; a growth may copy one back) or a
+/// record of another key (a tag collision) is a miss.
+fn get_cached(shared: &Shared, key: &[u8], seq: u64) -> Result<Option<Option<Record>>> {
+    let Some(at) = shared.index.cached_newest(key) else { return Ok(None) };
+    let table = shared.segments.load();
+    if table.retired.contains(&at.segment_id) {
+        return Ok(None);
+    }
+    let (backing, view) = match table.get(at.segment_id) {
+        Some(SegmentRef::Hot(hot)) => match hot.record(at.offset) {
+            Some((buffer, view)) => (Backing::Hot(buffer), view),
+            None => return Ok(None),
+        },
+        Some(SegmentRef::Sealed(segment)) => {
+            // Unchecked first: a collision's record is not this get's to report. Once it
+            // proves to be this key's, its checksum is checked (once per handle) whatever
+            // `verify_checksums` says: the cache holds no kind or seq to cross-check the
+            // record against, as the index's entry is (`check_identity`).
+            match segment.record(at.offset, false) {
+                Ok(view) if segment.bytes().get(view.key.clone()) == Some(key) => {
+                    (Backing::Sealed(segment.clone()), segment.record_checked_once(at.offset)?)
+                }
+                _ => return Ok(None),
+            }
+        }
+        None => return Ok(None),
+    };
+    let is_this_key = backing.bytes().get(view.key.clone()) == Some(key);
+    if !is_this_key || view.seq > seq || !matches!(view.kind, RecordKind::Put | RecordKind::Delete) {
+        return Ok(None);
+    }
+    if view.kind == RecordKind::Delete || (view.expires_at_ms != 0 && view.expires_at_ms <= shared.now_ms()) {
+        return Ok(Some(None));
+    }
+    Ok(Some(Some(Record::new(backing, &view))))
 }
 
 /// The live cold row of `key` in `table`'s cold set, if any. `at_seq`: a pinned reader

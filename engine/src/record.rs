@@ -18,7 +18,7 @@ pub(crate) enum Backing {
 }
 
 impl Backing {
-    fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         match self {
             Backing::Hot(buffer) => buffer.bytes(),
             Backing::Sealed(segment) => segment.bytes(),
