@@ -156,27 +156,29 @@ fn get_cached(shared: &Shared, key: &[u8], seq: u64) -> Result<Option<Option<Rec
     if table.retired.contains(&at.segment_id) {
         return Ok(None);
     }
+    // Unchecked first: a collision's record is not this get's to report.
     let (backing, view) = match table.get(at.segment_id) {
         Some(SegmentRef::Hot(hot)) => match hot.record(at.offset) {
             Some((buffer, view)) => (Backing::Hot(buffer), view),
             None => return Ok(None),
         },
-        Some(SegmentRef::Sealed(segment)) => {
-            // Unchecked first: a collision's record is not this get's to report. Once it
-            // proves to be this key's, its checksum is checked (once per handle) whatever
-            // `verify_checksums` says: the cache holds no kind or seq to cross-check the
-            // record against, as the index's entry is (`check_identity`).
-            match segment.record(at.offset, false) {
-                Ok(view) if segment.bytes().get(view.key.clone()) == Some(key) => {
-                    (Backing::Sealed(segment.clone()), segment.record_checked_once(at.offset)?)
-                }
-                _ => return Ok(None),
-            }
-        }
+        Some(SegmentRef::Sealed(segment)) => match segment.record(at.offset, false) {
+            Ok(view) => (Backing::Sealed(segment.clone()), view),
+            Err(_) => return Ok(None),
+        },
         None => return Ok(None),
     };
-    let is_this_key = backing.bytes().get(view.key.clone()) == Some(key);
-    if !is_this_key || view.seq > seq || !matches!(view.kind, RecordKind::Put | RecordKind::Delete) {
+    if backing.bytes().get(view.key.clone()) != Some(key) {
+        return Ok(None);
+    }
+    // This key's record: a sealed one's checksum is checked (once per handle) whatever
+    // `verify_checksums` says, as the cache holds no kind or seq to cross-check the record
+    // against, as the index's entry is (`check_identity`).
+    let view = match &backing {
+        Backing::Sealed(segment) => segment.record_checked_once(at.offset)?,
+        _ => view,
+    };
+    if view.seq > seq || !matches!(view.kind, RecordKind::Put | RecordKind::Delete) {
         return Ok(None);
     }
     if view.kind == RecordKind::Delete || (view.expires_at_ms != 0 && view.expires_at_ms <= shared.now_ms()) {
