@@ -227,7 +227,7 @@ pub(crate) enum Direction {
 }
 
 /// The hot+warm index: the ordered versions, and beside them the point cache of each key's
-/// newest version (`point_cache`), which only `insert` writes.
+/// newest version (`point_cache`), which `insert` writes and readers that missed may fill.
 pub(crate) struct Index {
     map: SkipMap<IndexKey, Version>,
     /// Replaced (grown) only by `insert`, whose callers are serialized.
@@ -265,7 +265,7 @@ fn as_dyn<'p, 'k>(bound: &'p Bound<Probe<'k>>) -> Bound<&'p (dyn KeyProbe + 'k)>
 
 impl Index {
     /// An empty index whose point cache is sized for about `keys` keys (open knows how many
-    /// it will insert).
+    /// it will insert, and how many cold rows gets may fill in).
     pub(crate) fn for_keys(keys: usize) -> Index {
         Index { map: SkipMap::new(), newest: ArcSwap::from_pointee(PointCache::for_keys(keys)) }
     }
@@ -304,10 +304,10 @@ impl Index {
         self.newest.store(Arc::new(cache));
     }
 
-    /// Where the newest version of `key` may live, from the point cache (a miss says
-    /// nothing). The caller checks that the record there has this key.
-    pub(crate) fn cached_newest(&self, key: &[u8]) -> Option<Location> {
-        self.newest.load().get(point_cache::key_hash(key))
+    /// The point cache of each key's newest version (`point_cache`): a reader looks there
+    /// first, checks that the record found has its key, and may `fill` what it found instead.
+    pub(crate) fn point_cache(&self) -> arc_swap::Guard<Arc<PointCache>> {
+        self.newest.load()
     }
 
     /// Number of entries (versions), for stats and tests.
@@ -466,8 +466,8 @@ impl Index {
     }
 }
 
-fn location_of(version: &Version) -> Location {
-    Location { segment_id: version.segment_id, offset: version.offset }
+pub(crate) fn location_of(version: &Version) -> Location {
+    Location::Log { segment_id: version.segment_id, offset: version.offset }
 }
 
 #[cfg(test)]

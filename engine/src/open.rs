@@ -61,7 +61,7 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Db> {
         (true, None) => None,                          // a version 1 MANIFEST: counting starts now
     };
     let BuiltIndex { index, mut last_seq, logical_after, active_dead } =
-        build_index(&loaded, embedding_dim, counted.map_or(u64::MAX, |t| t.seq))?;
+        build_index(&loaded, cold.segments.iter().map(|s| s.rows()).sum(), embedding_dim, counted.map_or(u64::MAX, |t| t.seq))?;
     let active_id = loaded.active.as_ref().map(|active| active.segment_id);
     let mut written = counted.map_or((0, 0), |totals| write_totals(&totals, &loaded, logical_after));
     last_seq = last_seq.max(manifest.seq_max);
@@ -369,11 +369,13 @@ fn load_segments(
 /// Builds the index newest segment first, newest record first: only the newest version of
 /// each key is inserted (nothing is pinned at open); the older ones are marked dead in their
 /// sealed segment (`DeadRows`), or listed for the active one (`BuiltIndex::active_dead`).
-fn build_index(loaded: &LoadedSegments, embedding_dim: usize, counted_seq: u64) -> Result<BuiltIndex> {
-    // Sized for the records the log holds, an upper bound on its keys: open never grows it.
+fn build_index(loaded: &LoadedSegments, cold_rows: usize, embedding_dim: usize, counted_seq: u64) -> Result<BuiltIndex> {
+    // The point cache is sized for the records the log holds, an upper bound on its keys
+    // (open never grows it), and for the cold rows gets may fill in, up to a bound: anonymous
+    // memory does not grow with the cold tier past it (`point_cache::COLD_ROWS_SIZED_MAX`).
     let sealed_records = loaded.sealed.iter().map(|s| usize::try_from(s.trailer.records_count).unwrap_or(usize::MAX));
     let records = sealed_records.fold(loaded.active.as_ref().map_or(0, |a| a.scan.records.len()), usize::saturating_add);
-    let index = Index::for_keys(records);
+    let index = Index::for_keys(records.saturating_add(cold_rows.min(crate::point_cache::COLD_ROWS_SIZED_MAX)));
     let mut active_dead = Vec::new();
     let mut logical_after = 0u64;
     let mut last_seq = loaded.sealed.iter().map(|s| s.trailer.seq_max).max().unwrap_or(0);

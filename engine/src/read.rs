@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use crate::cold::set::ColdRow;
 use crate::db::Shared;
-use crate::index::Version;
+use crate::index::{self, Version};
 use crate::iter::{Iter, KeyRange};
 use crate::log::record::RecordKind;
+use crate::point_cache::{self, Location};
 use crate::record::{Backing, Record};
 use crate::segments::{SegmentRef, SegmentTable};
 use crate::snapshots::Pin;
@@ -76,14 +77,22 @@ impl ReadView {
 /// How many times an unpinned `get` retries when pruning raced with it before it pins.
 const GET_RETRIES_UNPINNED: usize = 8;
 
-/// `Db::get`: the newest live version of `key`, read without a pin. The visible seq, the
-/// segment table and the index are published separately (a commit moves the seq after its
-/// index insert, pruning and retirement change the index in place), so the answer is taken
-/// only when those three agree; after `GET_RETRIES_UNPINNED` races it pins a view instead.
+/// `Db::get`: the newest live version of `key`, read without a pin. The point cache first
+/// (`get_cached`); on a miss the index, whose answer, when it is the key's newest version,
+/// is written back to the cache (`PointCache::fill`). The visible seq, the segment table and
+/// the index are published separately (a commit moves the seq after its index insert,
+/// pruning and retirement change the index in place), so the index's answer is taken only
+/// when those three agree; after `GET_RETRIES_UNPINNED` races it pins a view instead.
 pub(crate) fn get_latest(shared: &Shared, key: &[u8]) -> Result<Option<Record>> {
     let mut seq = shared.visible_seq.load(Ordering::Acquire);
-    if let Some(answer) = get_cached(shared, key, seq)? {
-        return Ok(answer);
+    let cache = shared.index.point_cache();
+    let hash = point_cache::key_hash(key);
+    // The ticket is taken before the index is read below: what that read finds may be filled.
+    let (cached, ticket) = cache.get(hash);
+    if let Some(at) = cached {
+        if let Some(answer) = get_cached(shared, key, seq, at)? {
+            return Ok(answer);
+        }
     }
     for _ in 0..GET_RETRIES_UNPINNED {
         // Usually the newest version in the index is visible: one lookup decides. A key
@@ -107,11 +116,6 @@ pub(crate) fn get_latest(shared: &Shared, key: &[u8]) -> Result<Option<Record>> 
             None => None,
         };
         if let Some((found_seq, version)) = found {
-            // The clock is read only for a record with a TTL.
-            let now_ms = if version.expires_at_ms == 0 { 0 } else { shared.now_ms() };
-            if !version.is_live(now_ms) {
-                return Ok(None);
-            }
             let table = shared.segments.load();
             if table.get(version.segment_id).is_none() {
                 // Its segment was compacted and retired since the lookup: the entry is
@@ -121,6 +125,14 @@ pub(crate) fn get_latest(shared: &Shared, key: &[u8]) -> Result<Option<Record>> 
             if table.retired.contains(&version.segment_id) {
                 // Compacted: this table's cold set supersedes the entry (`ReadView::get`).
                 return get_cold(shared, &table, key, None, None);
+            }
+            if !only_newer_versions {
+                cache.fill(hash, ticket, index::location_of(&version));
+            }
+            // The clock is read only for a record with a TTL.
+            let now_ms = if version.expires_at_ms == 0 { 0 } else { shared.now_ms() };
+            if !version.is_live(now_ms) {
+                return Ok(None);
             }
             return resolve_keyed(shared, &table, key, found_seq, &version).map(Some);
         }
@@ -135,34 +147,45 @@ pub(crate) fn get_latest(shared: &Shared, key: &[u8]) -> Result<Option<Record>> 
         }
         // No version in the index at `seq`: the cold tier of a table loaded after the
         // lookup (a retirement removes index entries only after publishing their cold set).
-        return get_cold(shared, &shared.segments.load(), key, None, None);
+        let table = shared.segments.load();
+        let row = table.cold.find(key);
+        if let (None, Some(row)) = (newest, row) {
+            // No version of any seq in the index: the cold row is the key's newest.
+            cache.fill(hash, ticket, Location::Cold { segment: row.segment, row: row.row });
+        }
+        return cold_record(shared, &table, row, None, None);
     }
     let (_pin, view) = shared.pinned_view();
     view.get(shared, key)
 }
 
-/// `Db::get` through the index's point cache: `Some(answer)` when the cache names a record
-/// of `key` with a seq <= `seq` (the visible seq, read before the cache) in a segment this
-/// table lists as live; `None` to seek the skiplist instead.
+/// `Db::get` through the index's point cache: `Some(answer)` when the cache's location `at`
+/// holds a cold row of `key`, or a log record of `key` with a seq <= `seq` (the visible seq,
+/// read before the cache) in a segment this table lists as live; `None` to look in the index
+/// instead.
 ///
-/// Why a hit is the answer: the record found has `key`, so the cache entry was written by
-/// the last insert of `key` (`point_cache`'s invariant), and every insert with a seq <= `seq`
-/// was written to the cache before `seq` became visible. A record of a later seq, a segment
-/// retired or gone (retirement clears most such entries; a growth may copy one back) or a
-/// record of another key (a tag collision) is a miss.
-fn get_cached(shared: &Shared, key: &[u8], seq: u64) -> Result<Option<Option<Record>>> {
-    let Some(at) = shared.index.cached_newest(key) else { return Ok(None) };
+/// Why a hit is the answer: the record found has `key`, so the cache entry names `key`'s
+/// newest version (`point_cache`'s invariant), and every insert with a seq <= `seq` was
+/// written to the cache before `seq` became visible. A record of a later seq, a segment
+/// retired or gone (retirement clears most such entries; a growth may copy one back), a cold
+/// position a compaction has given to another segment since, or a record of another key (a
+/// tag collision) is a miss.
+fn get_cached(shared: &Shared, key: &[u8], seq: u64, at: Location) -> Result<Option<Option<Record>>> {
     let table = shared.segments.load();
-    if table.retired.contains(&at.segment_id) {
+    let (segment_id, offset) = match at {
+        Location::Log { segment_id, offset } => (segment_id, offset),
+        Location::Cold { segment, row } => return cold_cached(shared, &table, key, segment as usize, row as usize),
+    };
+    if table.retired.contains(&segment_id) {
         return Ok(None);
     }
     // Unchecked first: a collision's record is not this get's to report.
-    let (backing, view) = match table.get(at.segment_id) {
-        Some(SegmentRef::Hot(hot)) => match hot.record(at.offset) {
+    let (backing, view) = match table.get(segment_id) {
+        Some(SegmentRef::Hot(hot)) => match hot.record(offset) {
             Some((buffer, view)) => (Backing::Hot(buffer), view),
             None => return Ok(None),
         },
-        Some(SegmentRef::Sealed(segment)) => match segment.record(at.offset, false) {
+        Some(SegmentRef::Sealed(segment)) => match segment.record(offset, false) {
             Ok(view) => (Backing::Sealed(segment.clone()), view),
             Err(_) => return Ok(None),
         },
@@ -175,7 +198,7 @@ fn get_cached(shared: &Shared, key: &[u8], seq: u64) -> Result<Option<Option<Rec
     // `verify_checksums` says, as the cache holds no kind or seq to cross-check the record
     // against, as the index's entry is (`check_identity`).
     let view = match &backing {
-        Backing::Sealed(segment) => segment.record_checked_once(at.offset)?,
+        Backing::Sealed(segment) => segment.record_checked_once(offset)?,
         _ => view,
     };
     if view.seq > seq || !matches!(view.kind, RecordKind::Put | RecordKind::Delete) {
@@ -185,6 +208,19 @@ fn get_cached(shared: &Shared, key: &[u8], seq: u64) -> Result<Option<Option<Rec
         return Ok(Some(None));
     }
     Ok(Some(Some(Record::new(backing, &view))))
+}
+
+/// `get_cached` for a cold location: row `row` of the `segment`th cold segment of `table`,
+/// if that row has `key`. A cold set holds one row per key, so that row is the one
+/// `ColdSet::find` would find, and it is taken as `get_latest` takes that one: checked as
+/// `get_cold` checks it, whatever its seq (compaction moves only visible versions).
+fn cold_cached(shared: &Shared, table: &SegmentTable, key: &[u8], segment: usize, row: usize) -> Result<Option<Option<Record>>> {
+    let Some(file) = table.cold.segments.get(segment) else { return Ok(None) };
+    if row >= file.rows() || file.key(row) != key {
+        return Ok(None);
+    }
+    let row = ColdRow { segment: segment as u32, row: row as u32 };
+    cold_record(shared, table, Some(row), None, None).map(Some)
 }
 
 /// The live cold row of `key` in `table`'s cold set, if any. `at_seq`: a pinned reader
@@ -197,7 +233,18 @@ pub(crate) fn get_cold(
     at_seq: Option<u64>,
     now_ms: Option<u64>,
 ) -> Result<Option<Record>> {
-    let Some(row) = table.cold.find(key) else { return Ok(None) };
+    cold_record(shared, table, table.cold.find(key), at_seq, now_ms)
+}
+
+/// The record of cold row `row` of `table` (`get_cold`, which found it), if it is live.
+fn cold_record(
+    shared: &Shared,
+    table: &SegmentTable,
+    row: Option<ColdRow>,
+    at_seq: Option<u64>,
+    now_ms: Option<u64>,
+) -> Result<Option<Record>> {
+    let Some(row) = row else { return Ok(None) };
     let segment = table.cold.segment(row);
     let r = row.row as usize;
     if at_seq.is_some_and(|seq| segment.seq(r) > seq) {
