@@ -20,7 +20,7 @@
 //! **Tiles.** A batch is scored as a tile of queries × rows: `QUERY_BLOCK` queries ×
 //! `ROW_BLOCK` rows per step keeps 12 accumulators, 3 row vectors and 1 query vector in
 //! the 16 vector registers of AVX2, so each loaded vector feeds 3 or 4 multiply-adds
-//! instead of 1 (BENCHMARKS.md, "Vector search with tiled SIMD kernels": a batch sustains
+//! instead of 1 (benches/HISTORY.md, "Vector search with tiled SIMD kernels": a batch sustains
 //! 24–31 G multiply-adds/s per thread, against 8–9 G for one pair at a time before).
 //!
 //! **Prefetch.** `score_tile_ahead` spreads prefetches of the next tile's cache lines over
