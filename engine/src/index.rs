@@ -286,6 +286,14 @@ impl Index {
         entry.next().is_some_and(|older| older.key().user_key() == key)
     }
 
+    /// `insert` for open, which inserts each key's newest version once, before any reader
+    /// can run: the skiplist only. The point cache, new and empty, then holds nothing stale,
+    /// and gets fill it as they miss (`PointCache::fill`). Open saves a random write into the
+    /// table per key (BENCHMARKS.md, "Core engine").
+    pub(crate) fn insert_at_open(&self, key: &[u8], seq: u64, version: Version) {
+        self.map.insert(IndexKey { user_key: StoredKey::new(key), seq }, version);
+    }
+
     /// Replaces the point cache by one for twice the index's entries, holding each key's
     /// newest version. O(entries), on the inserter's thread; the table doubles, so each
     /// insert pays for O(1) of it. Entries that a concurrent retirement removes meanwhile

@@ -370,8 +370,8 @@ fn load_segments(
 /// each key is inserted (nothing is pinned at open); the older ones are marked dead in their
 /// sealed segment (`DeadRows`), or listed for the active one (`BuiltIndex::active_dead`).
 fn build_index(loaded: &LoadedSegments, cold_rows: usize, embedding_dim: usize, counted_seq: u64) -> Result<BuiltIndex> {
-    // The point cache is sized for the records the log holds, an upper bound on its keys
-    // (open never grows it), and for the cold rows gets may fill in, up to a bound: anonymous
+    // The point cache, which gets fill in as they miss, is sized for the records the log
+    // holds, an upper bound on its keys, and for the cold rows, up to a bound: anonymous
     // memory does not grow with the cold tier past it (`point_cache::COLD_ROWS_SIZED_MAX`).
     let sealed_records = loaded.sealed.iter().map(|s| usize::try_from(s.trailer.records_count).unwrap_or(usize::MAX));
     let records = sealed_records.fold(loaded.active.as_ref().map_or(0, |a| a.scan.records.len()), usize::saturating_add);
@@ -385,7 +385,7 @@ fn build_index(loaded: &LoadedSegments, cold_rows: usize, embedding_dim: usize, 
         for view in active.scan.records.iter().rev() {
             let key = &active.bytes.bytes()[view.key.clone()];
             if !index.contains_key(key) {
-                index.insert(key, view.seq, Version::of_record(active.segment_id, view.start() as u32, view));
+                index.insert_at_open(key, view.seq, Version::of_record(active.segment_id, view.start() as u32, view));
             } else {
                 active_dead.push(view.start() as u32);
             }
@@ -403,7 +403,7 @@ fn build_index(loaded: &LoadedSegments, cold_rows: usize, embedding_dim: usize, 
                     kind: entry.kind.into(),
                     expires_at_ms: entry.expires_at_ms,
                 };
-                index.insert(entry.key, entry.seq, version);
+                index.insert_at_open(entry.key, entry.seq, version);
             } else {
                 segment.dead.mark(entry.offset);
             }

@@ -13,9 +13,10 @@
 //! **Invariant (what makes a hit an answer):** an entry whose record has key `k` names `k`'s
 //! newest version. Two kinds of writer keep it:
 //! - *the inserter*: every version inserted in the index is written here by the same call
-//!   (`Index::insert`), inserts are serialized (the writer slot, or open), and a key's entry
-//!   is overwritten in place, never duplicated within its set. A rebuild (growth) is done by
-//!   the inserter too.
+//!   (`Index::insert`), inserts are serialized (the writer slot), and a key's entry is
+//!   overwritten in place, never duplicated within its set. A rebuild (growth) is done by
+//!   the inserter too. Open alone writes nothing here (`Index::insert_at_open`): it inserts
+//!   each key's newest version once, into an empty table, before any reader runs.
 //! - *a reader that missed* (`fill`): it took a ticket (the set's stamp) before it looked the
 //!   key up in the index, and writes the newest version that lookup found (a log record, or
 //!   the cold row when the index holds no version at all) only if the stamp has not moved
