@@ -330,11 +330,6 @@ impl Index {
         (entry.key().user_key() == key).then(|| (entry.key().seq(), *entry.value()))
     }
 
-    /// Does `key` have any version at all (of any seq)?
-    pub(crate) fn contains_key(&self, key: &[u8]) -> bool {
-        self.newest_at(key, u64::MAX).is_some()
-    }
-
     /// Removes the versions of `key` that no reader can see. `pins` are the seqs readers
     /// may read at (every registered snapshot, and last the visible seq read with them),
     /// ascending. A version is kept if it is the newest, if some pin falls in
