@@ -381,7 +381,10 @@ fn build_index(loaded: &LoadedSegments, cold_rows: usize, embedding_dim: usize, 
     // Every record the log holds, then sorted by key, the newest first: the first of each
     // key goes into the index (in key order, so each insert finds its place along the path
     // the previous one warmed), the rest are dead. One sort instead of a seek per record.
-    let mut log_records = Vec::with_capacity(records);
+    // Sized by what was read, not by the trailers' counts.
+    let hints = loaded.sealed.iter().map(|segment| segment.hint_entries()).collect::<Result<Vec<_>>>()?;
+    let read = hints.iter().map(Vec::len).sum::<usize>() + loaded.active.as_ref().map_or(0, |a| a.scan.records.len());
+    let mut log_records = Vec::with_capacity(read);
     let active_rank = loaded.sealed.len() as u32;
     if let Some(active) = &loaded.active {
         last_seq = last_seq.max(active.scan.last_seq);
@@ -391,7 +394,6 @@ fn build_index(loaded: &LoadedSegments, cold_rows: usize, embedding_dim: usize, 
             log_records.push(LogRecord { key: &active.bytes.bytes()[view.key.clone()], seq: view.seq, version, rank: active_rank });
         }
     }
-    let hints = loaded.sealed.iter().map(|segment| segment.hint_entries()).collect::<Result<Vec<_>>>()?;
     for ((rank, segment), entries) in loaded.sealed.iter().enumerate().zip(&hints) {
         logical_after += entries.iter().filter(|e| e.seq > counted_seq).map(|e| e.logical_bytes(embedding_dim) as u64).sum::<u64>();
         for entry in entries {
