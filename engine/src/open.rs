@@ -373,17 +373,15 @@ fn build_index(loaded: &LoadedSegments, cold_rows: usize, embedding_dim: usize, 
     // The point cache, which gets fill in as they miss, is sized for the records the log
     // holds, an upper bound on its keys, and for the cold rows, up to a bound: anonymous
     // memory does not grow with the cold tier past it (`point_cache::COLD_ROWS_SIZED_MAX`).
-    let sealed_records = loaded.sealed.iter().map(|s| usize::try_from(s.trailer.records_count).unwrap_or(usize::MAX));
-    let records = sealed_records.fold(loaded.active.as_ref().map_or(0, |a| a.scan.records.len()), usize::saturating_add);
-    let index = Index::for_keys(records.saturating_add(cold_rows.min(crate::point_cache::COLD_ROWS_SIZED_MAX)));
+    // Both sized by the records read, not by the trailers' counts.
+    let hints = loaded.sealed.iter().map(|segment| segment.hint_entries()).collect::<Result<Vec<_>>>()?;
+    let read = hints.iter().map(Vec::len).sum::<usize>() + loaded.active.as_ref().map_or(0, |a| a.scan.records.len());
+    let index = Index::for_keys(read.saturating_add(cold_rows.min(crate::point_cache::COLD_ROWS_SIZED_MAX)));
     let mut logical_after = 0u64;
     let mut last_seq = loaded.sealed.iter().map(|s| s.trailer.seq_max).max().unwrap_or(0);
     // Every record the log holds, then sorted by key, the newest first: the first of each
     // key goes into the index (in key order, so each insert finds its place along the path
     // the previous one warmed), the rest are dead. One sort instead of a seek per record.
-    // Sized by what was read, not by the trailers' counts.
-    let hints = loaded.sealed.iter().map(|segment| segment.hint_entries()).collect::<Result<Vec<_>>>()?;
-    let read = hints.iter().map(Vec::len).sum::<usize>() + loaded.active.as_ref().map_or(0, |a| a.scan.records.len());
     let mut log_records = Vec::with_capacity(read);
     let active_rank = loaded.sealed.len() as u32;
     if let Some(active) = &loaded.active {

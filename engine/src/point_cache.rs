@@ -48,7 +48,7 @@ pub(crate) const COLD_ROWS_SIZED_MAX: usize = 1 << 18;
 
 /// One set: a seqlock stamp (odd while written; bits above the lowest count writes, and
 /// pick the way a new key evicts, round robin), four 32-bit tags (0 = empty) and four
-/// locations (`segment_id << 32 | offset`).
+/// packed locations (`Location::pack`).
 #[repr(C, align(64))]
 struct Set {
     stamp: AtomicU64,
